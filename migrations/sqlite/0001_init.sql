@@ -1,0 +1,63 @@
+-- Runs, acknowledged row state and per-row outcomes. Field names follow the Census API.
+CREATE TABLE sync_runs (
+    id                       INTEGER PRIMARY KEY AUTOINCREMENT,
+    sync_id                  INTEGER NOT NULL,
+    sync_name                TEXT    NOT NULL,
+    status                   TEXT    NOT NULL CHECK (status IN ('queued', 'working', 'completed', 'failed')),
+    created_at               TEXT    NOT NULL,
+    updated_at               TEXT    NOT NULL,
+    started_at               TEXT,
+    completed_at             TEXT,
+    scheduled_execution_time TEXT,
+    error_code               TEXT,
+    error_message            TEXT,
+    error_detail             TEXT,
+    canceled                 INTEGER NOT NULL DEFAULT 0,
+    full_sync                INTEGER NOT NULL DEFAULT 0,
+    trigger_tag              TEXT    NOT NULL,
+    trigger_detail           TEXT    NOT NULL,
+    current_step             TEXT,
+    executor                 TEXT,
+    lease_expires_at         TEXT,
+    source_record_count      INTEGER,
+    source_record_updates    INTEGER,
+    source_record_deletes    INTEGER,
+    records_invalid          INTEGER,
+    records_processed        INTEGER,
+    records_updated          INTEGER,
+    records_failed           INTEGER,
+    planned_adds             INTEGER NOT NULL DEFAULT 0,
+    planned_changes          INTEGER NOT NULL DEFAULT 0,
+    planned_removes          INTEGER NOT NULL DEFAULT 0,
+    succeeded_adds           INTEGER NOT NULL DEFAULT 0,
+    succeeded_changes        INTEGER NOT NULL DEFAULT 0,
+    succeeded_removes        INTEGER NOT NULL DEFAULT 0,
+    failed_adds              INTEGER NOT NULL DEFAULT 0,
+    failed_changes           INTEGER NOT NULL DEFAULT 0,
+    failed_removes           INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX sync_runs_by_sync ON sync_runs (sync_id, id);
+CREATE INDEX sync_runs_active ON sync_runs (sync_id) WHERE status IN ('queued', 'working');
+
+-- One row per identifier the destination acknowledged: the fingerprint of what it holds.
+CREATE TABLE sync_state (
+    sync_id     INTEGER NOT NULL,
+    identifier  TEXT    NOT NULL,
+    fingerprint BLOB    NOT NULL,
+    run_id      INTEGER NOT NULL,
+    PRIMARY KEY (sync_id, identifier)
+) WITHOUT ROWID;
+
+-- Rows of a run that were not delivered: invalid in the source, or rejected by the destination.
+CREATE TABLE run_records (
+    id         INTEGER PRIMARY KEY,
+    run_id     INTEGER NOT NULL,
+    sync_id    INTEGER NOT NULL,
+    identifier TEXT,
+    kind       TEXT    NOT NULL CHECK (kind IN ('invalid', 'rejected')),
+    operation  TEXT    NOT NULL,
+    reason     TEXT    NOT NULL,
+    payload    TEXT,
+    created_at TEXT    NOT NULL
+);
+CREATE INDEX run_records_by_run ON run_records (run_id, id);

@@ -1,0 +1,95 @@
+"""Typed facade over the compiled engine.
+
+:class:`Engine` is what Python code (and the Airflow operators) use to trigger and run syncs.
+It is a thin wrapper over ``sluicegate._core.Engine``: the extension does the work, this class
+owns the signatures, the docstrings and the types. Importing this module does not load the
+extension; constructing an :class:`Engine` does.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from sluicegate import _core
+    from sluicegate.types import Run, SyncInfo
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    """A sluicegate project together with its state store.
+
+    :param project: path to the project file (``sluicegate.yml``). A relative path is made
+        absolute against the current directory now, so a later ``chdir`` does not change it.
+    :param state: URL of the state store, e.g. ``"sqlite:////abs/path/state.db"`` or
+        ``"postgres://user@host/db"``. ``None`` means the SQLite file ``sluicegate_state.db``
+        next to the project file.
+    :raises ConfigError: the project file is missing or invalid.
+    :raises StoreError: the state store cannot be opened or migrated.
+
+    Runs are executed in the calling thread with the GIL released, so other Python threads
+    (for example Airflow's heartbeat) keep running while a sync moves data. An engine may be
+    used again in a child process after ``os.fork()``.
+    """
+
+    __slots__ = ("_core", "_project", "_state")
+
+    def __init__(self, project: str | os.PathLike[str], state: str | None = None) -> None:
+        from sluicegate._load import load_core
+
+        core = load_core()  # the engine's only door to the extension
+        self._project = os.path.abspath(os.fspath(project))
+        self._state = state
+        self._core: _core.Engine = core.Engine(self._project, state)
+
+    @property
+    def project(self) -> str:
+        """Absolute path of the project file."""
+        return self._project
+
+    def trigger(self, sync: int | str, *, full_sync: bool = False) -> int:
+        """Queue a run of a sync and return the new run id.
+
+        :param sync: the sync's numeric id or its name from the project file.
+        :param full_sync: resend every row, ignoring what the destination already acknowledged.
+        :raises SyncNotFoundError: no sync with that id or name.
+
+        Only one run per sync is active at a time; a second trigger queues behind the first.
+        """
+        return self._core.trigger(sync, full_sync)
+
+    def run(self, run_id: int) -> Run:
+        """Claim a queued run and execute it in this process; return the finished run.
+
+        Blocks until the run is ``completed`` or ``failed``. A run that ends ``failed`` is
+        returned, not raised: read ``run["error_message"]``.
+
+        :raises RunNotFoundError: no run with that id.
+        """
+        return cast("Run", self._core.run(run_id))
+
+    def sync(self, sync: int | str, *, full_sync: bool = False) -> Run:
+        """Trigger a run of ``sync`` and execute it now (``trigger`` then ``run``)."""
+        return self.run(self.trigger(sync, full_sync=full_sync))
+
+    def get_run(self, run_id: int) -> Run:
+        """Return the current record of a run.
+
+        :raises RunNotFoundError: no run with that id.
+        """
+        return cast("Run", self._core.get_run(run_id))
+
+    def list_runs(self, sync: int | str | None = None, *, limit: int = 20) -> list[Run]:
+        """Return the most recent runs, newest first, optionally of one sync only."""
+        return cast("list[Run]", self._core.list_runs(sync, limit))
+
+    def syncs(self) -> list[SyncInfo]:
+        """Return the syncs declared in the project file."""
+        return cast("list[SyncInfo]", self._core.syncs())
+
+    def __repr__(self) -> str:
+        state = "default" if self._state is None else "custom"
+        # The state URL is not shown: it may hold a password.
+        return f"Engine(project={self._project!r}, state={state})"

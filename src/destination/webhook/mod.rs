@@ -1,0 +1,169 @@
+//! Generic HTTP/JSON webhook.
+//!
+//! Each batch is one `POST` of a JSON array of records (the mapped fields of each row) to the
+//! configured URL, with `Content-Type: application/json`, the configured headers, and
+//! `X-Sluicegate-Operation` (`upsert`), `X-Sluicegate-Sync` and, when set, `X-Sluicegate-Object`.
+//!
+//! Answers:
+//! - 2xx with a body `{"results": [{"index": 0, "status": "accepted"}, {"index": 1, "status":
+//!   "rejected", "reason": "…"}]}`: one outcome per record; a record with no result is counted
+//!   as rejected (never acknowledged without a word from the endpoint).
+//! - 2xx with any other body: every record accepted.
+//! - 408, 429, 5xx (except 501), timeouts and connection errors: retried (honouring
+//!   `Retry-After` in seconds).
+//! - 401, 403, 404, 405, 501: the run fails (credentials or URL are wrong).
+//! - Other 4xx: every record of the batch rejected with the endpoint's message.
+//!
+//! Limits: `batch_size` records per request (default 100, at most 10,000).
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use serde_json::Value;
+
+use super::{error_text, Destination, Operation, OutRecord, Outcome, SendError};
+use crate::config::{redact_url, WebhookConfig};
+
+pub struct Webhook {
+    name: String,
+    url: String,
+    batch_size: usize,
+    headers: HeaderMap,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+impl Webhook {
+    pub fn new(name: &str, cfg: &WebhookConfig, sync_name: &str, object: Option<&str>, client: reqwest::Client) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(v) = HeaderValue::from_str(sync_name) {
+            headers.insert(HeaderName::from_static("x-sluicegate-sync"), v);
+        }
+        if let Some(Ok(v)) = object.map(HeaderValue::from_str) {
+            headers.insert(HeaderName::from_static("x-sluicegate-object"), v);
+        }
+        for (k, v) in &cfg.headers {
+            // Names and values were validated when the project was loaded.
+            if let (Ok(name), Ok(mut value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v.expose())) {
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
+        }
+        Webhook {
+            name: name.to_string(),
+            url: cfg.url.expose().to_string(),
+            batch_size: cfg.batch_size,
+            headers,
+            timeout: cfg.timeout,
+            client,
+        }
+    }
+}
+
+fn parse_results(body: &[u8], n: usize) -> Option<Vec<Outcome>> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let results = v.get("results")?.as_array()?;
+    let mut out: Vec<Option<Outcome>> = vec![None; n];
+    for (pos, r) in results.iter().enumerate() {
+        let index = r.get("index").and_then(Value::as_u64).map(|i| i as usize).unwrap_or(pos);
+        if index >= n {
+            continue;
+        }
+        let status = r.get("status").and_then(Value::as_str).unwrap_or("");
+        out[index] = Some(match status {
+            "accepted" | "ok" | "success" => Outcome::Accepted,
+            _ => Outcome::Rejected(
+                r.get("reason")
+                    .or_else(|| r.get("message"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("rejected by the endpoint (status {status:?})")),
+            ),
+        });
+    }
+    Some(
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| Outcome::Rejected("the endpoint returned no result for this record".into())))
+            .collect(),
+    )
+}
+
+#[async_trait::async_trait]
+impl Destination for Webhook {
+    fn describe(&self) -> String {
+        format!("webhook destination `{}` ({})", self.name, redact_url(&self.url))
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    async fn send(&self, op: Operation, records: &[OutRecord<'_>]) -> Result<Vec<Outcome>, SendError> {
+        let body = serde_json::to_vec(&records.iter().map(|r| r.payload).collect::<Vec<_>>())
+            .map_err(|e| SendError::Fatal { message: format!("cannot encode the batch as JSON: {e}") })?;
+        let resp = self
+            .client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .header(HeaderName::from_static("x-sluicegate-operation"), op.as_str())
+            .timeout(self.timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                let kind = if e.is_timeout() {
+                    format!("no answer within {:?}", self.timeout)
+                } else if e.is_connect() {
+                    "cannot connect".to_string()
+                } else {
+                    "request failed".to_string()
+                };
+                let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+                SendError::Transient { message: format!("{kind}{cause}"), retry_after: None }
+            })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        let bytes = resp.bytes().await.map_err(|e| SendError::Transient {
+            message: format!("HTTP {status}: reading the answer failed: {}", e.without_url()),
+            retry_after,
+        })?;
+        let code = status.as_u16();
+        if status.is_success() {
+            return Ok(parse_results(&bytes, records.len()).unwrap_or_else(|| vec![Outcome::Accepted; records.len()]));
+        }
+        let message = format!("HTTP {status}: {}", error_text(&bytes));
+        match code {
+            408 | 429 => Err(SendError::Transient { message, retry_after }),
+            501 => Err(SendError::Fatal { message }),
+            500..=599 => Err(SendError::Transient { message, retry_after }),
+            401 | 403 => Err(SendError::Fatal {
+                message: format!("{message}; check the credentials in the headers of destination `{}`", self.name),
+            }),
+            404 | 405 => Err(SendError::Fatal { message: format!("{message}; check the destination URL") }),
+            _ => Err(SendError::BatchRejected { message }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_by_index_and_missing_ones() {
+        let body = br#"{"results":[{"index":1,"status":"rejected","reason":"bad email"},{"index":0,"status":"accepted"}]}"#;
+        let out = parse_results(body, 3).unwrap();
+        assert_eq!(out[0], Outcome::Accepted);
+        assert_eq!(out[1], Outcome::Rejected("bad email".into()));
+        assert!(matches!(&out[2], Outcome::Rejected(r) if r.contains("no result")));
+        assert!(parse_results(b"OK", 2).is_none());
+        assert!(parse_results(br#"{"received": 2}"#, 2).is_none());
+    }
+}

@@ -1,0 +1,3 @@
+//! Local emulators of destination APIs, for tests, demos and benchmarks.
+
+pub mod webhook;

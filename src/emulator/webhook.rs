@@ -1,0 +1,276 @@
+//! An emulator of a generic JSON webhook endpoint (`sluicegate emulate webhook`).
+//!
+//! - `POST <any path>` with a JSON array of records: answers `200 {"results": [{"index": i,
+//!   "status": "accepted" | "rejected", "reason": …}]}`. A record is rejected when one of the
+//!   `--reject-if FIELD=REGEX` rules matches the text of its field. Accepted records are kept.
+//! - Fault injection: a share of requests (`fail_rate`, spread evenly: with 0.25 exactly every
+//!   4th request) is answered with `fail_status` and `{"message": fail_message}`; 429 and 503
+//!   answers carry `Retry-After: 1`.
+//! - `GET /_emulator/received[?records=false]`: `{"stats": {...}, "records": [...]}`.
+//! - `POST /_emulator/reset`: forget records and stats.
+//! - `PUT /_emulator/faults` with `{"fail_rate", "fail_status", "fail_message"}`: change faults.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Faults {
+    #[serde(default)]
+    pub fail_rate: f64,
+    #[serde(default = "default_fail_status")]
+    pub fail_status: u16,
+    #[serde(default = "default_fail_message")]
+    pub fail_message: String,
+}
+
+fn default_fail_status() -> u16 {
+    503
+}
+fn default_fail_message() -> String {
+    "the webhook emulator is failing this request on purpose".into()
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults { fail_rate: 0.0, fail_status: default_fail_status(), fail_message: default_fail_message() }
+    }
+}
+
+/// `FIELD=REGEX`: reject records whose FIELD's text matches REGEX.
+#[derive(Debug, Clone)]
+pub struct RejectRule {
+    pub field: String,
+    pub pattern: Regex,
+}
+
+impl RejectRule {
+    pub fn parse(spec: &str) -> Result<RejectRule> {
+        let (field, pattern) = spec
+            .split_once('=')
+            .ok_or_else(|| Error::other(format!("reject rule {spec:?} must look like FIELD=REGEX, e.g. email=@invalid\\.")))?;
+        let pattern = Regex::new(pattern).map_err(|e| Error::other(format!("reject rule {spec:?}: bad regex")).with_source(e))?;
+        Ok(RejectRule { field: field.to_string(), pattern })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WebhookEmulatorConfig {
+    pub faults: Faults,
+    pub reject: Vec<RejectRule>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    pub requests: u64,
+    pub batches_accepted: u64,
+    pub batches_failed: u64,
+    pub records_received: u64,
+    pub records_accepted: u64,
+    pub records_rejected: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    stats: Stats,
+    records: Vec<Value>,
+    faults: Faults,
+    reject: Vec<RejectRule>,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+pub struct WebhookEmulator {
+    pub url: String,
+    pub addr: SocketAddr,
+    shared: Shared,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Inner> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether request number `n` (from 0) fails at `rate`: failures spread evenly.
+fn fails(n: u64, rate: f64) -> bool {
+    if rate <= 0.0 {
+        return false;
+    }
+    if rate >= 1.0 {
+        return true;
+    }
+    ((n + 1) as f64 * rate).floor() > (n as f64 * rate).floor()
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn receive(State(s): State<Shared>, body: axum::body::Bytes) -> Response {
+    let mut inner = lock(&s);
+    let n = inner.stats.requests;
+    inner.stats.requests += 1;
+    if fails(n, inner.faults.fail_rate) {
+        inner.stats.batches_failed += 1;
+        let status = StatusCode::from_u16(inner.faults.fail_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut resp = (status, Json(json!({"status": status.as_u16(), "message": inner.faults.fail_message}))).into_response();
+        if matches!(status.as_u16(), 429 | 503) {
+            resp.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+        }
+        return resp;
+    }
+    let records = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(items)) => items,
+        _ => {
+            inner.stats.batches_failed += 1;
+            return (StatusCode::BAD_REQUEST, Json(json!({"status": 400, "message": "the body must be a JSON array of records"})))
+                .into_response();
+        }
+    };
+    inner.stats.batches_accepted += 1;
+    let mut results = Vec::with_capacity(records.len());
+    for (i, rec) in records.into_iter().enumerate() {
+        inner.stats.records_received += 1;
+        let hit = inner.reject.iter().find_map(|r| {
+            let v = rec.get(&r.field)?;
+            r.pattern.is_match(&text_of(v)).then(|| format!("{} {:?} is not accepted (emulator rule /{}/)", r.field, text_of(v), r.pattern))
+        });
+        match hit {
+            Some(reason) => {
+                inner.stats.records_rejected += 1;
+                results.push(json!({"index": i, "status": "rejected", "reason": reason}));
+            }
+            None => {
+                inner.stats.records_accepted += 1;
+                inner.records.push(rec);
+                results.push(json!({"index": i, "status": "accepted"}));
+            }
+        }
+    }
+    Json(json!({"results": results})).into_response()
+}
+
+#[derive(Deserialize)]
+struct ReceivedQuery {
+    records: Option<bool>,
+}
+
+async fn received(State(s): State<Shared>, Query(q): Query<ReceivedQuery>) -> Json<Value> {
+    let inner = lock(&s);
+    if q.records.unwrap_or(true) {
+        Json(json!({"stats": inner.stats, "records": inner.records}))
+    } else {
+        Json(json!({"stats": inner.stats}))
+    }
+}
+
+async fn reset(State(s): State<Shared>) -> StatusCode {
+    let mut inner = lock(&s);
+    inner.stats = Stats::default();
+    inner.records.clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn set_faults(State(s): State<Shared>, Json(f): Json<Faults>) -> Json<Value> {
+    let mut inner = lock(&s);
+    inner.faults = f;
+    Json(json!({"faults": inner.faults}))
+}
+
+impl WebhookEmulator {
+    /// Start serving on `addr` (port 0 picks a free port) in the current tokio runtime.
+    pub async fn start(addr: SocketAddr, config: WebhookEmulatorConfig) -> Result<WebhookEmulator> {
+        let shared: Shared = Arc::new(Mutex::new(Inner { faults: config.faults, reject: config.reject, ..Default::default() }));
+        let app = Router::new()
+            .route("/_emulator/received", get(received))
+            .route("/_emulator/reset", post(reset))
+            .route("/_emulator/faults", put(set_faults))
+            .route("/", post(receive))
+            .route("/{*path}", post(receive))
+            .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::other(format!("the webhook emulator cannot listen on {addr}")).with_source(e))?;
+        let addr = listener.local_addr().map_err(|e| Error::other("cannot read the emulator address").with_source(e))?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(WebhookEmulator { url: format!("http://{addr}"), addr, shared, shutdown: Some(tx), task: Some(task) })
+    }
+
+    pub fn stats(&self) -> Stats {
+        lock(&self.shared).stats.clone()
+    }
+
+    /// Accepted records, in arrival order.
+    pub fn records(&self) -> Vec<Value> {
+        lock(&self.shared).records.clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        lock(&self.shared).faults = faults;
+    }
+
+    pub fn set_reject_rules(&self, rules: Vec<RejectRule>) {
+        lock(&self.shared).reject = rules;
+    }
+
+    pub fn reset(&self) {
+        let mut inner = lock(&self.shared);
+        inner.stats = Stats::default();
+        inner.records.clear();
+    }
+
+    /// Stop serving and wait for the server task.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Serve until the task ends (the CLI runs this until Ctrl-C).
+    pub async fn wait(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fails;
+
+    #[test]
+    fn failures_are_spread_evenly() {
+        let n = (0..100).filter(|i| fails(*i, 0.25)).count();
+        assert_eq!(n, 25);
+        assert!(!fails(0, 0.0));
+        assert!((0..10).all(|i| fails(i, 1.0)));
+        let first_four: Vec<bool> = (0..4).map(|i| fails(i, 0.25)).collect();
+        assert_eq!(first_four.iter().filter(|b| **b).count(), 1);
+    }
+}

@@ -1,0 +1,208 @@
+//! The state store: runs, acknowledged row state (identifier → fingerprint) and the rows a
+//! run did not deliver. SQLite by default; the [`Store`] trait is the seam for other backends.
+
+mod migrations;
+mod sqlite;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use sqlite::SqliteStore;
+
+use crate::error::{Error, Result};
+
+/// Census run statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Queued,
+    Working,
+    Completed,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Working => "working",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Result<RunStatus> {
+        Ok(match s {
+            "queued" => RunStatus::Queued,
+            "working" => RunStatus::Working,
+            "completed" => RunStatus::Completed,
+            "failed" => RunStatus::Failed,
+            other => return Err(Error::store(format!("unknown run status {other:?} in the state store"))),
+        })
+    }
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Failed)
+    }
+}
+
+/// Adds / changes / removes, as planned or as they turned out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OpCounts {
+    pub adds: i64,
+    pub changes: i64,
+    pub removes: i64,
+}
+
+impl OpCounts {
+    pub fn total(&self) -> i64 {
+        self.adds + self.changes + self.removes
+    }
+}
+
+/// The counts of a run. The Census counts are `None` until the run reached that stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunCounts {
+    pub source_record_count: Option<i64>,
+    pub source_record_updates: Option<i64>,
+    pub source_record_deletes: Option<i64>,
+    pub records_invalid: Option<i64>,
+    pub records_processed: Option<i64>,
+    pub records_updated: Option<i64>,
+    pub records_failed: Option<i64>,
+    pub planned: OpCounts,
+    pub succeeded: OpCounts,
+    pub failed: OpCounts,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerReason {
+    pub ui_tag: String,
+    pub ui_detail: String,
+}
+
+/// A run as stored, with Census field names when serialized.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub sync_id: i64,
+    pub sync_name: String,
+    pub status: RunStatus,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub scheduled_execution_time: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub error_detail: Option<String>,
+    pub canceled: bool,
+    pub full_sync: bool,
+    pub sync_trigger_reason: TriggerReason,
+    pub current_step: Option<String>,
+    #[serde(flatten)]
+    pub counts: RunCounts,
+    /// Census's newer name for `records_invalid`.
+    pub source_record_invalids: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordKind {
+    Invalid,
+    Rejected,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Invalid => "invalid",
+            RecordKind::Rejected => "rejected",
+        }
+    }
+}
+
+/// A row the run did not deliver, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecordOutcome {
+    pub identifier: Option<String>,
+    pub kind: RecordKind,
+    pub operation: String,
+    pub reason: String,
+    /// The mapped payload as JSON text, when there is one.
+    pub payload: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    pub status: RunStatus,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub error_detail: Option<String>,
+    pub counts: RunCounts,
+}
+
+/// 128-bit fingerprint of a delivered payload.
+pub type Fingerprint = u128;
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// Insert a queued run and return its id.
+    async fn create_run(&self, sync_id: i64, sync_name: &str, full_sync: bool, reason: &TriggerReason) -> Result<i64>;
+    /// Move a queued run to `working` for `executor`. Fails when the run is not queued or another
+    /// run of the same sync is working.
+    async fn claim_run(&self, run_id: i64, executor: &str) -> Result<RunRecord>;
+    async fn get_run(&self, run_id: i64) -> Result<RunRecord>;
+    async fn list_runs(&self, sync_id: Option<i64>, limit: i64) -> Result<Vec<RunRecord>>;
+    /// Record progress of a working run.
+    async fn update_progress(&self, run_id: i64, step: &str, counts: &RunCounts) -> Result<()>;
+    /// Everything the destination acknowledged for this sync.
+    async fn load_state(&self, sync_id: i64) -> Result<HashMap<String, Fingerprint>>;
+    /// In one transaction: advance the state of acknowledged rows, record rows not delivered, and
+    /// save the run's counts. Called only after the destination answered.
+    async fn commit_batch(
+        &self,
+        run_id: i64,
+        sync_id: i64,
+        acknowledged: &[(String, Fingerprint)],
+        outcomes: &[RunRecordOutcome],
+        counts: &RunCounts,
+    ) -> Result<()>;
+    async fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<RunRecord>;
+    async fn run_records(&self, run_id: i64, limit: i64) -> Result<Vec<RunRecordOutcome>>;
+}
+
+/// The default state store URL for a project file: `sluicegate_state.db` beside it.
+pub fn default_state_url(project_dir: &Path) -> String {
+    format!("sqlite://{}", project_dir.join("sluicegate_state.db").display())
+}
+
+/// Open (and migrate) the store a URL names: `sqlite:///abs/path.db`, `sqlite://rel.db` (relative
+/// to `base_dir`), or a plain file path.
+pub async fn open(url: &str, base_dir: &Path) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(Error::store(
+            "a Postgres state store is not supported by this version; use a SQLite file (`sqlite:///path/state.db`)",
+        ));
+    }
+    let file = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let file = file.split('?').next().unwrap_or(file);
+    if file.is_empty() || file.contains("://") {
+        return Err(Error::store(format!(
+            "unsupported state store URL {:?}; use `sqlite:///abs/path/state.db`",
+            crate::config::redact_url(url)
+        )));
+    }
+    let path = Path::new(file);
+    let path = if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) };
+    Ok(Arc::new(SqliteStore::open(&path).await?))
+}
+
+/// Current time as RFC 3339 UTC with milliseconds.
+pub fn now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

@@ -1,0 +1,374 @@
+//! SQLite state store: one file, WAL mode, every write batched into one transaction.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::migrations::SQLITE as MIGRATIONS;
+use super::*;
+use crate::error::{Context, ErrorKind};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+/// SQLite allows 32766 bound parameters per statement; stay well below.
+const ROWS_PER_INSERT: usize = 2000;
+
+const RUN_COLUMNS: &str = "id, sync_id, sync_name, status, created_at, updated_at, started_at, completed_at, \
+    scheduled_execution_time, error_code, error_message, error_detail, canceled, full_sync, trigger_tag, \
+    trigger_detail, current_step, source_record_count, source_record_updates, source_record_deletes, \
+    records_invalid, records_processed, records_updated, records_failed, planned_adds, planned_changes, \
+    planned_removes, succeeded_adds, succeeded_changes, succeeded_removes, failed_adds, failed_changes, failed_removes";
+
+fn store_err(what: impl Into<String>) -> impl FnOnce() -> String {
+    let what = what.into();
+    move || what
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() && !parent.exists() {
+                std::fs::create_dir_all(parent).context(ErrorKind::Store, || {
+                    format!("cannot create the directory of the state store {}", parent.display())
+                })?;
+            }
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .context(ErrorKind::Store, store_err("invalid SQLite options"))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .context(ErrorKind::Store, || format!("cannot open the state store {}", path.display()))?;
+        let store = SqliteStore { pool, path: path.to_path_buf() };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn err(&self, what: &str) -> impl FnOnce() -> String {
+        let msg = format!("state store {}: {what}", self.path.display());
+        move || msg
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await.context(ErrorKind::Store, self.err("cannot connect"))?;
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await.context(ErrorKind::Store, self.err("cannot lock for migration"))?;
+        let result: Result<()> = async {
+            sqlx::raw_sql(
+                "CREATE TABLE IF NOT EXISTS sluicegate_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await
+            .context(ErrorKind::Store, self.err("cannot create the migrations table"))?;
+            let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM sluicegate_migrations")
+                .fetch_one(&mut *conn)
+                .await
+                .context(ErrorKind::Store, self.err("cannot read the schema version"))?;
+            let latest = MIGRATIONS.last().map(|m| m.version).unwrap_or(0);
+            if current > latest {
+                return Err(Error::store(format!(
+                    "state store {} has schema version {current}, newer than this sluicegate understands ({latest}); upgrade sluicegate",
+                    self.path.display()
+                )));
+            }
+            for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+                sqlx::raw_sql(m.sql)
+                    .execute(&mut *conn)
+                    .await
+                    .context(ErrorKind::Store, self.err(&format!("migration {} ({}) failed", m.version, m.name)))?;
+                sqlx::query("INSERT INTO sluicegate_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+                    .bind(m.version)
+                    .bind(m.name)
+                    .bind(now())
+                    .execute(&mut *conn)
+                    .await
+                    .context(ErrorKind::Store, self.err("cannot record a migration"))?;
+            }
+            Ok(())
+        }
+        .await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        sqlx::raw_sql(end).execute(&mut *conn).await.context(ErrorKind::Store, self.err("cannot finish the migration"))?;
+        result
+    }
+
+    fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
+        let get = |e: sqlx::Error| Error::store("cannot decode a run from the state store").with_source(e);
+        let invalid: Option<i64> = row.try_get("records_invalid").map_err(get)?;
+        Ok(RunRecord {
+            id: row.try_get("id").map_err(get)?,
+            sync_id: row.try_get("sync_id").map_err(get)?,
+            sync_name: row.try_get("sync_name").map_err(get)?,
+            status: RunStatus::parse(row.try_get::<&str, _>("status").map_err(get)?)?,
+            created_at: row.try_get("created_at").map_err(get)?,
+            updated_at: row.try_get("updated_at").map_err(get)?,
+            started_at: row.try_get("started_at").map_err(get)?,
+            completed_at: row.try_get("completed_at").map_err(get)?,
+            scheduled_execution_time: row.try_get("scheduled_execution_time").map_err(get)?,
+            error_code: row.try_get("error_code").map_err(get)?,
+            error_message: row.try_get("error_message").map_err(get)?,
+            error_detail: row.try_get("error_detail").map_err(get)?,
+            canceled: row.try_get::<i64, _>("canceled").map_err(get)? != 0,
+            full_sync: row.try_get::<i64, _>("full_sync").map_err(get)? != 0,
+            sync_trigger_reason: TriggerReason {
+                ui_tag: row.try_get("trigger_tag").map_err(get)?,
+                ui_detail: row.try_get("trigger_detail").map_err(get)?,
+            },
+            current_step: row.try_get("current_step").map_err(get)?,
+            counts: RunCounts {
+                source_record_count: row.try_get("source_record_count").map_err(get)?,
+                source_record_updates: row.try_get("source_record_updates").map_err(get)?,
+                source_record_deletes: row.try_get("source_record_deletes").map_err(get)?,
+                records_invalid: invalid,
+                records_processed: row.try_get("records_processed").map_err(get)?,
+                records_updated: row.try_get("records_updated").map_err(get)?,
+                records_failed: row.try_get("records_failed").map_err(get)?,
+                planned: OpCounts {
+                    adds: row.try_get("planned_adds").map_err(get)?,
+                    changes: row.try_get("planned_changes").map_err(get)?,
+                    removes: row.try_get("planned_removes").map_err(get)?,
+                },
+                succeeded: OpCounts {
+                    adds: row.try_get("succeeded_adds").map_err(get)?,
+                    changes: row.try_get("succeeded_changes").map_err(get)?,
+                    removes: row.try_get("succeeded_removes").map_err(get)?,
+                },
+                failed: OpCounts {
+                    adds: row.try_get("failed_adds").map_err(get)?,
+                    changes: row.try_get("failed_changes").map_err(get)?,
+                    removes: row.try_get("failed_removes").map_err(get)?,
+                },
+            },
+            source_record_invalids: invalid,
+        })
+    }
+
+    fn push_counts(qb: &mut QueryBuilder<Sqlite>, c: &RunCounts) {
+        let mut sep = qb.separated(", ");
+        sep.push("source_record_count = ").push_bind_unseparated(c.source_record_count);
+        sep.push("source_record_updates = ").push_bind_unseparated(c.source_record_updates);
+        sep.push("source_record_deletes = ").push_bind_unseparated(c.source_record_deletes);
+        sep.push("records_invalid = ").push_bind_unseparated(c.records_invalid);
+        sep.push("records_processed = ").push_bind_unseparated(c.records_processed);
+        sep.push("records_updated = ").push_bind_unseparated(c.records_updated);
+        sep.push("records_failed = ").push_bind_unseparated(c.records_failed);
+        sep.push("planned_adds = ").push_bind_unseparated(c.planned.adds);
+        sep.push("planned_changes = ").push_bind_unseparated(c.planned.changes);
+        sep.push("planned_removes = ").push_bind_unseparated(c.planned.removes);
+        sep.push("succeeded_adds = ").push_bind_unseparated(c.succeeded.adds);
+        sep.push("succeeded_changes = ").push_bind_unseparated(c.succeeded.changes);
+        sep.push("succeeded_removes = ").push_bind_unseparated(c.succeeded.removes);
+        sep.push("failed_adds = ").push_bind_unseparated(c.failed.adds);
+        sep.push("failed_changes = ").push_bind_unseparated(c.failed.changes);
+        sep.push("failed_removes = ").push_bind_unseparated(c.failed.removes);
+        sep.push("updated_at = ").push_bind_unseparated(now());
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_run(&self, sync_id: i64, sync_name: &str, full_sync: bool, reason: &TriggerReason) -> Result<i64> {
+        let ts = now();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO sync_runs (sync_id, sync_name, status, created_at, updated_at, full_sync, trigger_tag, trigger_detail, current_step) \
+             VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, 'Queued') RETURNING id",
+        )
+        .bind(sync_id)
+        .bind(sync_name)
+        .bind(&ts)
+        .bind(&ts)
+        .bind(i64::from(full_sync))
+        .bind(&reason.ui_tag)
+        .bind(&reason.ui_detail)
+        .fetch_one(&self.pool)
+        .await
+        .context(ErrorKind::Store, self.err("cannot create a run"))?;
+        Ok(id)
+    }
+
+    async fn claim_run(&self, run_id: i64, executor: &str) -> Result<RunRecord> {
+        let ts = now();
+        let done = sqlx::query(
+            "UPDATE sync_runs SET status = 'working', executor = ?, started_at = ?, updated_at = ?, current_step = 'Checking source and destination configuration' \
+             WHERE id = ? AND status = 'queued' AND NOT EXISTS \
+             (SELECT 1 FROM sync_runs o WHERE o.sync_id = sync_runs.sync_id AND o.status = 'working')",
+        )
+        .bind(executor)
+        .bind(&ts)
+        .bind(&ts)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .context(ErrorKind::Store, self.err("cannot claim a run"))?;
+        let run = self.get_run(run_id).await?;
+        if done.rows_affected() == 1 {
+            return Ok(run);
+        }
+        if run.status != RunStatus::Queued {
+            return Err(Error::new(
+                ErrorKind::RunState,
+                format!("run {run_id} is {}, not queued; trigger a new run", run.status.as_str()),
+            ));
+        }
+        let other: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM sync_runs WHERE sync_id = ? AND status = 'working' ORDER BY id LIMIT 1")
+                .bind(run.sync_id)
+                .fetch_optional(&self.pool)
+                .await
+                .context(ErrorKind::Store, self.err("cannot read runs"))?;
+        Err(Error::new(
+            ErrorKind::RunState,
+            format!(
+                "sync {} already has run {} working; run {run_id} stays queued until it ends",
+                run.sync_id,
+                other.map(|o| o.to_string()).unwrap_or_else(|| "?".into())
+            ),
+        ))
+    }
+
+    async fn get_run(&self, run_id: i64) -> Result<RunRecord> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM sync_runs WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot read a run"))?;
+        match row {
+            Some(row) => Self::run_from_row(&row),
+            None => Err(Error::new(ErrorKind::RunNotFound, format!("no sync run with id {run_id} in {}", self.path.display()))),
+        }
+    }
+
+    async fn list_runs(&self, sync_id: Option<i64>, limit: i64) -> Result<Vec<RunRecord>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE (?1 IS NULL OR sync_id = ?1) ORDER BY id DESC LIMIT ?2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sync_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot list runs"))?;
+        rows.iter().map(Self::run_from_row).collect()
+    }
+
+    async fn update_progress(&self, run_id: i64, step: &str, counts: &RunCounts) -> Result<()> {
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE sync_runs SET current_step = ");
+        qb.push_bind(step.to_string()).push(", ");
+        Self::push_counts(&mut qb, counts);
+        qb.push(" WHERE id = ").push_bind(run_id);
+        qb.build().execute(&self.pool).await.context(ErrorKind::Store, self.err("cannot record progress"))?;
+        Ok(())
+    }
+
+    async fn load_state(&self, sync_id: i64) -> Result<HashMap<String, Fingerprint>> {
+        use futures_util::TryStreamExt;
+        let mut out = HashMap::new();
+        let mut rows = sqlx::query("SELECT identifier, fingerprint FROM sync_state WHERE sync_id = ?").bind(sync_id).fetch(&self.pool);
+        while let Some(row) = rows.try_next().await.context(ErrorKind::Store, self.err("cannot read sync state"))? {
+            let id: String = row.try_get(0).context(ErrorKind::Store, self.err("bad identifier in sync state"))?;
+            let fp: Vec<u8> = row.try_get(1).context(ErrorKind::Store, self.err("bad fingerprint in sync state"))?;
+            let bytes: [u8; 16] = fp
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::store(format!("state store {}: fingerprint of {id:?} has {} bytes, expected 16", self.path.display(), fp.len())))?;
+            out.insert(id, u128::from_be_bytes(bytes));
+        }
+        Ok(out)
+    }
+
+    async fn commit_batch(
+        &self,
+        run_id: i64,
+        sync_id: i64,
+        acknowledged: &[(String, Fingerprint)],
+        outcomes: &[RunRecordOutcome],
+        counts: &RunCounts,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.context(ErrorKind::Store, self.err("cannot begin a transaction"))?;
+        for chunk in acknowledged.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO sync_state (sync_id, identifier, fingerprint, run_id) ");
+            qb.push_values(chunk, |mut b, (id, fp)| {
+                b.push_bind(sync_id).push_bind(id.clone()).push_bind(fp.to_be_bytes().to_vec()).push_bind(run_id);
+            });
+            qb.push(" ON CONFLICT (sync_id, identifier) DO UPDATE SET fingerprint = excluded.fingerprint, run_id = excluded.run_id");
+            qb.build().execute(&mut *tx).await.context(ErrorKind::Store, self.err("cannot write sync state"))?;
+        }
+        let ts = now();
+        for chunk in outcomes.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO run_records (run_id, sync_id, identifier, kind, operation, reason, payload, created_at) ",
+            );
+            qb.push_values(chunk, |mut b, o| {
+                b.push_bind(run_id)
+                    .push_bind(sync_id)
+                    .push_bind(o.identifier.clone())
+                    .push_bind(o.kind.as_str())
+                    .push_bind(o.operation.clone())
+                    .push_bind(o.reason.clone())
+                    .push_bind(o.payload.clone())
+                    .push_bind(ts.clone());
+            });
+            qb.build().execute(&mut *tx).await.context(ErrorKind::Store, self.err("cannot record rejected rows"))?;
+        }
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE sync_runs SET ");
+        Self::push_counts(&mut qb, counts);
+        qb.push(" WHERE id = ").push_bind(run_id);
+        qb.build().execute(&mut *tx).await.context(ErrorKind::Store, self.err("cannot record run counts"))?;
+        tx.commit().await.context(ErrorKind::Store, self.err("cannot commit a batch"))?;
+        Ok(())
+    }
+
+    async fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<RunRecord> {
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE sync_runs SET status = ");
+        qb.push_bind(end.status.as_str())
+            .push(", completed_at = ")
+            .push_bind(now())
+            .push(", current_step = NULL, executor = NULL, lease_expires_at = NULL, error_code = ")
+            .push_bind(end.error_code.clone())
+            .push(", error_message = ")
+            .push_bind(end.error_message.clone())
+            .push(", error_detail = ")
+            .push_bind(end.error_detail.clone())
+            .push(", ");
+        Self::push_counts(&mut qb, &end.counts);
+        qb.push(" WHERE id = ").push_bind(run_id);
+        qb.build().execute(&self.pool).await.context(ErrorKind::Store, self.err("cannot finish a run"))?;
+        self.get_run(run_id).await
+    }
+
+    async fn run_records(&self, run_id: i64, limit: i64) -> Result<Vec<RunRecordOutcome>> {
+        let rows = sqlx::query(
+            "SELECT identifier, kind, operation, reason, payload FROM run_records WHERE run_id = ? ORDER BY id LIMIT ?",
+        )
+        .bind(run_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context(ErrorKind::Store, self.err("cannot read run records"))?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind").context(ErrorKind::Store, self.err("bad run record"))?;
+                Ok(RunRecordOutcome {
+                    identifier: r.try_get("identifier").context(ErrorKind::Store, self.err("bad run record"))?,
+                    kind: if kind == "invalid" { RecordKind::Invalid } else { RecordKind::Rejected },
+                    operation: r.try_get("operation").context(ErrorKind::Store, self.err("bad run record"))?,
+                    reason: r.try_get("reason").context(ErrorKind::Store, self.err("bad run record"))?,
+                    payload: r.try_get("payload").context(ErrorKind::Store, self.err("bad run record"))?,
+                })
+            })
+            .collect()
+    }
+}
