@@ -103,6 +103,9 @@ enum Emulator {
         /// Message in the body of failed requests.
         #[arg(long)]
         fail_message: Option<String>,
+        /// Fail every request after the first N.
+        #[arg(long, value_name = "N")]
+        fail_after: Option<u64>,
         /// Reject records whose FIELD matches REGEX (repeatable), e.g. `email=@invalid\.`.
         #[arg(long = "reject-if", value_name = "FIELD=REGEX")]
         reject_if: Vec<String>,
@@ -184,7 +187,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Emulate { which: Emulator::Webhook { host, port, fail_rate, fail_status, fail_message, reject_if } } => {
+        Command::Emulate { which: Emulator::Webhook { host, port, fail_rate, fail_status, fail_message, fail_after, reject_if } } => {
             let mut reject = Vec::new();
             for spec in reject_if {
                 reject.push(RejectRule::parse(spec)?);
@@ -192,7 +195,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             if !(0.0..=1.0).contains(fail_rate) {
                 return Err(Error::other("--fail-rate must be between 0 and 1"));
             }
-            let mut faults = Faults { fail_rate: *fail_rate, fail_status: *fail_status, ..Default::default() };
+            let mut faults = Faults { fail_rate: *fail_rate, fail_status: *fail_status, fail_after: *fail_after, ..Default::default() };
             if let Some(m) = fail_message {
                 faults.fail_message = m.clone();
             }

@@ -8,7 +8,8 @@
 //!   answers carry `Retry-After: 1`.
 //! - `GET /_emulator/received[?records=false]`: `{"stats": {...}, "records": [...]}`.
 //! - `POST /_emulator/reset`: forget records and stats.
-//! - `PUT /_emulator/faults` with `{"fail_rate", "fail_status", "fail_message"}`: change faults.
+//! - `PUT /_emulator/faults` with `{"fail_rate", "fail_status", "fail_message", "fail_after"}`:
+//!   change faults (`fail_after: N` fails every request after the first N).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,10 @@ pub struct Faults {
     pub fail_status: u16,
     #[serde(default = "default_fail_message")]
     pub fail_message: String,
+    /// When set, every request after the first `fail_after` ones fails (a destination that
+    /// goes down mid-run).
+    #[serde(default)]
+    pub fail_after: Option<u64>,
 }
 
 fn default_fail_status() -> u16 {
@@ -44,7 +49,7 @@ fn default_fail_message() -> String {
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { fail_rate: 0.0, fail_status: default_fail_status(), fail_message: default_fail_message() }
+        Faults { fail_rate: 0.0, fail_status: default_fail_status(), fail_message: default_fail_message(), fail_after: None }
     }
 }
 
@@ -125,7 +130,7 @@ async fn receive(State(s): State<Shared>, body: axum::body::Bytes) -> Response {
     let mut inner = lock(&s);
     let n = inner.stats.requests;
     inner.stats.requests += 1;
-    if fails(n, inner.faults.fail_rate) {
+    if fails(n, inner.faults.fail_rate) || inner.faults.fail_after.is_some_and(|after| n >= after) {
         inner.stats.batches_failed += 1;
         let status = StatusCode::from_u16(inner.faults.fail_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let mut resp = (status, Json(json!({"status": status.as_u16(), "message": inner.faults.fail_message}))).into_response();
