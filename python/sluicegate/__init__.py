@@ -14,7 +14,7 @@ constructed or an exception class is first looked up.
 
 from __future__ import annotations
 
-import importlib
+import importlib as _importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
@@ -22,8 +22,10 @@ __all__ = [
     "ConfigError",
     "DestinationError",
     "Engine",
+    "Rejection",
     "Run",
     "RunNotFoundError",
+    "RunStateError",
     "RunStatus",
     "SluicegateError",
     "SourceError",
@@ -42,8 +44,10 @@ _LAZY: dict[str, str] = {
     "DestinationError": "sluicegate.exceptions",
     "StoreError": "sluicegate.exceptions",
     "RunNotFoundError": "sluicegate.exceptions",
+    "RunStateError": "sluicegate.exceptions",
     "SyncNotFoundError": "sluicegate.exceptions",
     "ChangeCounts": "sluicegate.types",
+    "Rejection": "sluicegate.types",
     "Run": "sluicegate.types",
     "RunStatus": "sluicegate.types",
     "SyncInfo": "sluicegate.types",
@@ -55,12 +59,13 @@ if TYPE_CHECKING:
         ConfigError,
         DestinationError,
         RunNotFoundError,
+        RunStateError,
         SluicegateError,
         SourceError,
         StoreError,
         SyncNotFoundError,
     )
-    from sluicegate.types import ChangeCounts, Run, RunStatus, SyncInfo
+    from sluicegate.types import ChangeCounts, Rejection, Run, RunStatus, SyncInfo
 
     __version__: str
 
@@ -78,7 +83,7 @@ def __getattr__(name: str) -> Any:
     if name == "__version__":
         value: Any = _distribution_version()
     elif name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(_importlib.import_module(_LAZY[name]), name)
     else:
         raise AttributeError(f"module 'sluicegate' has no attribute {name!r}")
     globals()[name] = value  # cache: later lookups do not come back here

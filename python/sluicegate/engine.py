@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from sluicegate import _core
-    from sluicegate.types import Run, SyncInfo
+    from sluicegate.types import Rejection, Run, SyncInfo
 
 __all__ = ["Engine"]
 
@@ -49,16 +49,19 @@ class Engine:
         """Absolute path of the project file."""
         return self._project
 
-    def trigger(self, sync: int | str, *, full_sync: bool = False) -> int:
+    def trigger(
+        self, sync: int | str, *, full_sync: bool = False, reason: str | None = None
+    ) -> int:
         """Queue a run of a sync and return the new run id.
 
         :param sync: the sync's numeric id or its name from the project file.
         :param full_sync: resend every row, ignoring what the destination already acknowledged.
+        :param reason: who triggered the run, recorded as ``sync_trigger_reason.ui_detail``.
         :raises SyncNotFoundError: no sync with that id or name.
 
         Only one run per sync is active at a time; a second trigger queues behind the first.
         """
-        return self._core.trigger(sync, full_sync)
+        return self._core.trigger(sync, full_sync, reason)
 
     def run(self, run_id: int) -> Run:
         """Claim a queued run and execute it in this process; return the finished run.
@@ -67,12 +70,13 @@ class Engine:
         returned, not raised: read ``run["error_message"]``.
 
         :raises RunNotFoundError: no run with that id.
+        :raises RunStateError: the run is not queued (already running or finished).
         """
         return cast("Run", self._core.run(run_id))
 
-    def sync(self, sync: int | str, *, full_sync: bool = False) -> Run:
+    def sync(self, sync: int | str, *, full_sync: bool = False, reason: str | None = None) -> Run:
         """Trigger a run of ``sync`` and execute it now (``trigger`` then ``run``)."""
-        return self.run(self.trigger(sync, full_sync=full_sync))
+        return self.run(self.trigger(sync, full_sync=full_sync, reason=reason))
 
     def get_run(self, run_id: int) -> Run:
         """Return the current record of a run.
@@ -84,6 +88,13 @@ class Engine:
     def list_runs(self, sync: int | str | None = None, *, limit: int = 20) -> list[Run]:
         """Return the most recent runs, newest first, optionally of one sync only."""
         return cast("list[Run]", self._core.list_runs(sync, limit))
+
+    def rejections(self, run_id: int, *, limit: int = 1000) -> list[Rejection]:
+        """Rows of a run that were not delivered (invalid or rejected), with the reason.
+
+        They are retried by the next run: their state never advanced.
+        """
+        return cast("list[Rejection]", self._core.rejections(run_id, limit))
 
     def syncs(self) -> list[SyncInfo]:
         """Return the syncs declared in the project file."""

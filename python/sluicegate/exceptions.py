@@ -9,7 +9,10 @@ which part failed. The message carries the whole cause chain::
     ├── DestinationError     the destination refused or could not be reached
     ├── StoreError           the state store (SQLite or Postgres) failed
     ├── RunNotFoundError     no run with that id
-    └── SyncNotFoundError    no sync with that id or name
+    ├── SyncNotFoundError    no sync with that id or name
+    └── RunStateError        the run cannot be executed in its state (e.g. not queued)
+
+Each instance also has ``causes`` (the cause chain, outermost first) and ``kind``.
 
 The classes are defined by the compiled extension ``sluicegate._core``. They are re-exported
 here lazily, so ``import sluicegate.exceptions`` stays cheap; the extension is loaded the first
@@ -24,6 +27,7 @@ __all__ = [
     "ConfigError",
     "DestinationError",
     "RunNotFoundError",
+    "RunStateError",
     "SluicegateError",
     "SourceError",
     "StoreError",
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
         ConfigError,
         DestinationError,
         RunNotFoundError,
+        RunStateError,
         SluicegateError,
         SourceError,
         StoreError,

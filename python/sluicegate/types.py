@@ -17,6 +17,7 @@ __all__ = [
     "COUNT_FIELDS",
     "TERMINAL_STATUSES",
     "ChangeCounts",
+    "Rejection",
     "Run",
     "RunStatus",
     "SyncInfo",
@@ -43,8 +44,8 @@ class ChangeCounts(TypedDict):
 class SyncTriggerReason(TypedDict):
     """Who or what triggered a run (Census ``sync_trigger_reason``)."""
 
-    ui_tag: str | None
-    ui_detail: str | None
+    ui_tag: str
+    ui_detail: str
 
 
 class Run(TypedDict):
@@ -55,9 +56,11 @@ class Run(TypedDict):
 
     id: int
     sync_id: int
+    sync_name: str
     status: RunStatus
     created_at: str
     updated_at: str
+    started_at: str | None
     completed_at: str | None
     scheduled_execution_time: str | None
     error_code: str | None
@@ -87,7 +90,18 @@ class SyncInfo(TypedDict):
     name: str
     source: str
     destination: str
+    object: str | None
     behavior: str
+
+
+class Rejection(TypedDict):
+    """A row a run did not deliver (``Engine.rejections()``), and why."""
+
+    identifier: str | None
+    kind: Literal["invalid", "rejected"]
+    operation: str
+    reason: str
+    payload: str | None  # the mapped record as JSON text, when there is one
 
 
 CENSUS_COUNT_FIELDS: tuple[str, ...] = (

@@ -68,7 +68,8 @@ syncs:
     behavior: upsert
 "#;
 
-const DAG_TEMPLATE: &str = include_str!("quickstart_dag.py.tmpl");
+/// The DAG the quickstart writes; `__SLUICEGATE_DIR__` becomes the project directory.
+const DAG_TEMPLATE: &str = include_str!("../../python/sluicegate/_quickstart_dag.py.txt");
 
 const FIRST: &[&str] = &[
     "Olivia", "Liam", "Emma", "Noah", "Ava", "Elijah", "Sophia", "James", "Isabella", "Lucas", "Mia", "Mateo", "Amelia",
@@ -266,8 +267,8 @@ pub async fn run(dir: &Path, demo: bool, force: bool, rows: u32) -> Result<i32> 
     let warehouse = dir.join("warehouse.db");
     write_warehouse(&warehouse, rows).await?;
     write(&project, PROJECT_YML)?;
-    let abs_project = std::fs::canonicalize(&project).unwrap_or(project.clone());
-    let dag = DAG_TEMPLATE.replace("{{PROJECT}}", &abs_project.display().to_string());
+    let abs_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let dag = DAG_TEMPLATE.replace("__SLUICEGATE_DIR__", &abs_dir.display().to_string());
     write(&dir.join("dags").join("sluicegate_quickstart.py"), &dag)?;
     println!("Wrote a demo project to {}:", dir.display());
     println!("  warehouse.db                  SQLite warehouse, table {TABLE} ({rows} rows)");

@@ -43,7 +43,9 @@ def find_cli() -> str | None:
     return shutil.which("sluicegate")
 
 
-def run_cli(cli: str, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    cli: str, *args: str, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [cli, *args], capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -94,7 +96,10 @@ class EmulatorClient:
 
 
 class EmulatorProcess(EmulatorClient):
-    """`sluicegate emulate webhook --port 0` as a child process; its URL is its first stdout line."""
+    """`sluicegate emulate webhook --port 0` as a child process.
+
+    Its URL is the first line it prints on stdout.
+    """
 
     def __init__(self, cli: str, log_path: Path, startup_timeout: float = 60) -> None:
         self.log_path = log_path
@@ -111,10 +116,14 @@ class EmulatorProcess(EmulatorClient):
             first = lines.get(timeout=startup_timeout)
         except queue.Empty:
             self.stop()
-            raise RuntimeError(f"emulator printed no URL within {startup_timeout}s; {self._tail()}")
+            raise RuntimeError(
+                f"emulator printed no URL within {startup_timeout}s; {self._tail()}"
+            ) from None
         if first is None or not re.fullmatch(r"https?://\S+", first.strip()):
             self.stop()
-            raise RuntimeError(f"emulator's first stdout line is not a URL: {first!r}; {self._tail()}")
+            raise RuntimeError(
+                f"emulator's first stdout line is not a URL: {first!r}; {self._tail()}"
+            )
         super().__init__(first.strip())
 
     def _pump(self, lines: queue.Queue[str | None]) -> None:
@@ -125,7 +134,7 @@ class EmulatorProcess(EmulatorClient):
         lines.put(None)
 
     def _tail(self) -> str:
-        self._log.flush()
+        # The child writes its stderr straight into the file; nothing is buffered on our side.
         return f"exit code {self.proc.poll()}, stderr: {self.log_path.read_text()[-2000:]!r}"
 
     def stop(self) -> None:
@@ -164,7 +173,7 @@ def quickstart(cli: str, target: Path) -> Project:
 
 
 def set_retry(yml: Path, max_attempts: int, initial_backoff: str) -> None:
-    """Set `retry: {max_attempts, initial_backoff}` on the webhook destination of a quickstart project.
+    """Set `retry: {max_attempts, initial_backoff}` on a quickstart project's webhook destination.
 
     The destination is found by its `url:` line (the one reading SLUICEGATE_WEBHOOK_URL); the
     retry key is written as its sibling, replacing an existing `retry:` entry (flow or block).
@@ -194,7 +203,9 @@ def set_retry(yml: Path, max_attempts: int, initial_backoff: str) -> None:
             if i < url_at:
                 url_at -= stop - i
             break
-    retry = f"{' ' * indent}retry: {{max_attempts: {max_attempts}, initial_backoff: {initial_backoff}}}"
+    retry = (
+        f"{' ' * indent}retry: {{max_attempts: {max_attempts}, initial_backoff: {initial_backoff}}}"
+    )
     lines.insert(url_at + 1, retry)
     yml.write_text("\n".join(lines) + "\n")
 
@@ -204,7 +215,9 @@ def row_count(warehouse: Path, table: str = MODEL) -> int:
         return db.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
 
 
-_NOT_PAYLOAD = re.compile(r"(^|_)(id|key|email|uuid|created|updated|modified|deleted|at)($|_)", re.I)
+_NOT_PAYLOAD = re.compile(
+    r"(^|_)(id|key|email|uuid|created|updated|modified|deleted|at)($|_)", re.I
+)
 
 
 def _is_text(declared_type: str) -> bool:
@@ -227,7 +240,7 @@ def change_rows(warehouse: Path, n: int, table: str = MODEL) -> list[str]:
         ]
         if not columns:
             raise AssertionError(f"{table} has no text column to edit: {info}")
-        assignments = ", ".join(f'"{c}" = coalesce("{c}", \'\') || \' (edited)\'' for c in columns)
+        assignments = ", ".join(f"\"{c}\" = coalesce(\"{c}\", '') || ' (edited)'" for c in columns)
         cur = db.execute(
             f'UPDATE "{table}" SET {assignments} '
             f'WHERE rowid IN (SELECT rowid FROM "{table}" ORDER BY rowid LIMIT ?)',

@@ -44,6 +44,43 @@ for _name in (
     os.environ.pop(_name, None)
 
 
+# scripts/test.sh sets this: there, a skipped test (missing extension, Airflow, ...) is a failure.
+REQUIRE_ALL = os.environ.get("SLUICEGATE_REQUIRE_ALL", "") not in ("", "0")
+
+
+def _no_skips(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if REQUIRE_ALL and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped, but SLUICEGATE_REQUIRE_ALL requires every test to run: {reason}"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    _no_skips(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-untyped-def]
+    report = yield
+    _no_skips(report)
+    return report
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `core` skip, with the reason, when the extension is not built."""
+    if core_available():
+        return
+    skip = pytest.mark.skip(reason="sluicegate._core is not built (run `maturin develop` first)")
+    for item in items:
+        if item.get_closest_marker("core"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def cli() -> str:
     """Path of the `sluicegate` console script; skips the test when the engine is not built."""
@@ -59,7 +96,9 @@ def cli() -> str:
 
 
 @pytest.fixture(scope="session")
-def emulator_process(cli: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+def emulator_process(
+    cli: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmulatorProcess]:
     """One webhook emulator for the session, killed at teardown."""
     log = tmp_path_factory.mktemp("emulator") / "stderr.log"
     emu = EmulatorProcess(cli, log)

@@ -13,33 +13,39 @@ import pytest
 
 pytest.importorskip("airflow", reason="apache-airflow is not installed")
 
-from sluicegate.airflow._compat import AirflowException  # noqa: E402
-from sluicegate.airflow._util import (  # noqa: E402
+from sluicegate.airflow._compat import AirflowException
+from sluicegate.airflow._util import (
     counts_of,
     failure_message,
     parse_run_id,
     parse_sync_ref,
     summarize,
 )
-from sluicegate.airflow.hooks.sluicegate import SluicegateHook  # noqa: E402
-from sluicegate.airflow.operators.sluicegate import SyncOperator  # noqa: E402
-from sluicegate.airflow.sensors.sluicegate import SyncSensor  # noqa: E402
-from sluicegate.types import CENSUS_COUNT_FIELDS  # noqa: E402
+from sluicegate.airflow.hooks.sluicegate import SluicegateHook
+from sluicegate.airflow.operators.sluicegate import SyncOperator
+from sluicegate.airflow.sensors.sluicegate import SyncSensor
+from sluicegate.types import CENSUS_COUNT_FIELDS
 
-from _support import Project  # noqa: E402
+from _support import Project
 
 pytestmark = pytest.mark.airflow
 
 
-def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str = "sluicegate_default", **fields: object) -> None:
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "sluicegate", **fields}))
+def set_connection(
+    monkeypatch: pytest.MonkeyPatch, conn_id: str = "sluicegate_default", **fields: object
+) -> None:
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "sluicegate", **fields})
+    )
 
 
 # ------------------------------------------------------------------ where the project comes from
 
 
 def test_project_and_state_from_connection_extras(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_connection(monkeypatch, extra={"project": "/srv/sg/sluicegate.yml", "state": "sqlite:////srv/sg/s.db"})
+    set_connection(
+        monkeypatch, extra={"project": "/srv/sg/sluicegate.yml", "state": "sqlite:////srv/sg/s.db"}
+    )
     monkeypatch.setenv("SLUICEGATE_PROJECT", "/ignored.yml")
     settings = SluicegateHook().get_settings()
     assert settings.project == "/srv/sg/sluicegate.yml"
@@ -59,14 +65,19 @@ def test_environment_fills_what_the_connection_leaves_out(monkeypatch: pytest.Mo
     assert SluicegateHook().get_settings() == ("/env/sluicegate.yml", "sqlite:////env/state.db")
 
 
-def test_environment_alone_when_the_connection_is_not_defined(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_alone_when_the_connection_is_not_defined(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("SLUICEGATE_PROJECT", "/env/sluicegate.yml")
     assert SluicegateHook("sluicegate_undefined").get_settings() == ("/env/sluicegate.yml", None)
 
 
 def test_no_project_anywhere_names_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     set_connection(monkeypatch, "sg_empty", extra={"state": "sqlite:////x.db"})
-    with pytest.raises(AirflowException, match=r"'sg_empty' does not set the extra field 'project'.*SLUICEGATE_PROJECT"):
+    with pytest.raises(
+        AirflowException,
+        match=r"'sg_empty' does not set the extra field 'project'.*SLUICEGATE_PROJECT",
+    ):
         SluicegateHook("sg_empty").get_settings()
     with pytest.raises(AirflowException, match=r"'sg_missing' is not defined.*SLUICEGATE_PROJECT"):
         SluicegateHook("sg_missing").get_settings()
@@ -75,12 +86,17 @@ def test_no_project_anywhere_names_the_connection(monkeypatch: pytest.MonkeyPatc
 def test_password_is_spliced_into_a_postgres_state_url(monkeypatch: pytest.MonkeyPatch) -> None:
     set_connection(
         monkeypatch,
-        extra={"project": "/p.yml", "state": "postgres://sync%40er@db.internal:5432/sluicegate?sslmode=require"},
+        extra={
+            "project": "/p.yml",
+            "state": "postgres://sync%40er@db.internal:5432/sluicegate?sslmode=require",
+        },
         password="s3cr:et/@",
     )
     hook = SluicegateHook()
     state = hook.get_settings().state
-    assert state == "postgres://sync%40er:s3cr%3Aet%2F%40@db.internal:5432/sluicegate?sslmode=require"
+    assert (
+        state == "postgres://sync%40er:s3cr%3Aet%2F%40@db.internal:5432/sluicegate?sslmode=require"
+    )
 
 
 @pytest.mark.parametrize(
@@ -133,7 +149,7 @@ def test_sync_reference() -> None:
     assert parse_sync_ref(3) == 3
     assert parse_sync_ref("3") == 3
     assert parse_sync_ref("hubspot_contacts") == "hubspot_contacts"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="sync_id must be"):
         parse_sync_ref("  ")
 
 
@@ -171,7 +187,9 @@ def test_operator_and_sensor_arguments() -> None:
 
 
 @pytest.mark.core
-def test_test_connection_loads_the_project(monkeypatch: pytest.MonkeyPatch, project: Project) -> None:
+def test_test_connection_loads_the_project(
+    monkeypatch: pytest.MonkeyPatch, project: Project
+) -> None:
     set_connection(monkeypatch, extra={"project": str(project.yml)})
     assert SluicegateHook().test_connection() == (True, "1 sync")
 

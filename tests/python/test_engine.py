@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import sluicegate
+
 from _support import (
     QUICKSTART_ROWS,
     EmulatorProcess,
@@ -23,9 +24,9 @@ from _support import (
 pytestmark = pytest.mark.core
 
 RUN_FIELDS = {
-    "id", "sync_id", "status", "created_at", "updated_at", "completed_at",
-    "scheduled_execution_time", "error_code", "error_message", "error_detail", "canceled",
-    "full_sync", "sync_trigger_reason", "current_step", "source_record_count",
+    "id", "sync_id", "sync_name", "status", "created_at", "updated_at", "started_at",
+    "completed_at", "scheduled_execution_time", "error_code", "error_message", "error_detail",
+    "canceled", "full_sync", "sync_trigger_reason", "current_step", "source_record_count",
     "source_record_updates", "source_record_deletes", "source_record_invalids",
     "records_invalid", "records_processed", "records_updated", "records_failed",
     "planned", "succeeded", "failed",
@@ -57,11 +58,11 @@ def test_first_run_delivers_every_row_then_nothing(
     queued = engine.get_run(run_id)
     assert queued["status"] == "queued"
     assert queued["id"] == run_id and queued["sync_id"] == 1
-    assert RUN_FIELDS <= queued.keys()
+    assert queued.keys() >= RUN_FIELDS
 
     run = engine.run(run_id)
     assert run["status"] == "completed", run["error_message"]
-    assert RUN_FIELDS <= run.keys()
+    assert run.keys() >= RUN_FIELDS
     assert run["id"] == run_id
     assert run["completed_at"]
     assert run["error_message"] is None
@@ -78,7 +79,14 @@ def test_first_run_delivers_every_row_then_nothing(
     assert distinct_records(received["records"]) == rows
 
     stored = engine.get_run(run_id)
-    for field in ("status", "source_record_count", "planned", "succeeded", "failed", "completed_at"):
+    for field in (
+        "status",
+        "source_record_count",
+        "planned",
+        "succeeded",
+        "failed",
+        "completed_at",
+    ):
         assert stored[field] == run[field], field
 
     # Nothing changed in the warehouse: the second run (by name, this time) sends nothing.
@@ -137,6 +145,8 @@ def test_unknown_run_and_sync(engine: sluicegate.Engine) -> None:
         engine.get_run(987_654_321)
     assert isinstance(err.value, sluicegate.SluicegateError)
     assert "987654321" in str(err.value)
+    assert err.value.kind == "run_not_found"
+    assert err.value.causes and all(isinstance(c, str) for c in err.value.causes)
     with pytest.raises(sluicegate.RunNotFoundError):
         engine.run(987_654_321)
     with pytest.raises(sluicegate.SyncNotFoundError):
@@ -145,13 +155,25 @@ def test_unknown_run_and_sync(engine: sluicegate.Engine) -> None:
         engine.trigger(999)
 
 
+def test_a_run_executes_once(engine: sluicegate.Engine, emulator: EmulatorProcess) -> None:
+    run = engine.sync(1, reason="pytest: test_a_run_executes_once")
+    assert run["status"] == "completed", run["error_message"]
+    assert run["sync_trigger_reason"]["ui_detail"] == "pytest: test_a_run_executes_once"
+    assert run["sync_name"] == "hubspot_contacts"
+    assert engine.rejections(run["id"]) == []
+    with pytest.raises(sluicegate.RunStateError):
+        engine.run(run["id"])
+    assert engine.get_run(run["id"])["status"] == "completed"
+
+
 def test_broken_project_file_is_a_config_error(project: Project, tmp_path: Path) -> None:
     broken = tmp_path / "broken.yml"
     broken.write_text(project.yml.read_text() + "\nsyncs: [unterminated\n")
     with pytest.raises(sluicegate.ConfigError) as err:
         sluicegate.Engine(broken)
     assert isinstance(err.value, sluicegate.SluicegateError)
-    assert str(err.value)
+    assert "broken.yml" in str(err.value)  # errors say where: file:line:column
+    assert err.value.kind == "config"
 
     with pytest.raises(sluicegate.ConfigError):
         sluicegate.Engine(tmp_path / "missing.yml")
@@ -162,7 +184,7 @@ def test_exception_hierarchy() -> None:
 
     names = [
         "ConfigError", "SourceError", "DestinationError", "StoreError",
-        "RunNotFoundError", "SyncNotFoundError",
+        "RunNotFoundError", "SyncNotFoundError", "RunStateError",
     ]  # fmt: skip
     assert issubclass(_core.SluicegateError, Exception)
     assert _core.SluicegateError.__module__ == "sluicegate._core"
@@ -182,7 +204,9 @@ def test_version() -> None:
     assert sluicegate.__version__ == metadata.version("sluicegate")
 
 
-def test_default_state_store_is_next_to_the_project(engine: sluicegate.Engine, project: Project) -> None:
+def test_default_state_store_is_next_to_the_project(
+    engine: sluicegate.Engine, project: Project
+) -> None:
     engine.sync(1)
     assert (project.dir / "sluicegate_state.db").is_file()
 
@@ -194,7 +218,9 @@ def test_explicit_state_store(project: Project, emulator: EmulatorProcess, tmp_p
     assert engine.sync(1)["status"] == "completed"
     assert state.is_file()
     # A second engine on the same store sees the run; one on the default store does not.
-    assert sluicegate.Engine(project.yml, f"sqlite://{state}").list_runs(1)[0]["status"] == "completed"
+    assert (
+        sluicegate.Engine(project.yml, f"sqlite://{state}").list_runs(1)[0]["status"] == "completed"
+    )
     assert sluicegate.Engine(project.yml).list_runs(1) == []
 
 

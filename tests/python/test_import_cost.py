@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 from importlib.util import find_spec
+from pathlib import Path
 
 import pytest
 
@@ -35,8 +36,11 @@ BLOCK_CORE = textwrap.dedent(
 
 
 def _run(body: str) -> dict:
-    code = BLOCK_CORE + textwrap.dedent(body) + textwrap.dedent(
-        """
+    code = (
+        BLOCK_CORE
+        + textwrap.dedent(body)
+        + textwrap.dedent(
+            """
         import json
         print(json.dumps({
             "core": "sluicegate._core" in sys.modules,
@@ -44,6 +48,7 @@ def _run(body: str) -> dict:
             "modules": sorted(m for m in sys.modules if m.startswith("sluicegate")),
         }))
         """
+        )
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],
@@ -104,6 +109,29 @@ def test_airflow_modules_and_example_dag_do_not_load_core() -> None:
     )
     assert result["core"] is False, result["modules"]
     assert "sluicegate.airflow.operators.sluicegate" in result["modules"]
+
+
+@pytest.mark.core
+def test_importing_the_extension_starts_nothing(tmp_path: Path) -> None:
+    """Importing `_core` (and the Airflow modules) must not start the engine's runtime."""
+    project = tmp_path / "sluicegate.yml"
+    project.write_text("syncs: []\n")
+    code = textwrap.dedent(
+        f"""
+        import sluicegate, sluicegate._core as core
+        assert not core.runtime_started(), "runtime started by import"
+        try:
+            sluicegate.Engine({str(project)!r})
+        except sluicegate.SluicegateError:
+            pass  # a project without sources may be refused; opening it still starts the runtime
+        print(core.runtime_started())
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
 
 
 def test_core_is_still_importable_normally() -> None:

@@ -45,17 +45,70 @@ def test_every_referenced_module_and_hook_imports() -> None:
         assert set(conn["conn-fields"]) == {"project", "state"}
 
 
+def _installed() -> bool:
+    entry_points = metadata.entry_points(group="apache_airflow_provider")
+    return any(ep.value.startswith("sluicegate.") for ep in entry_points)
+
+
 def test_airflow_discovers_the_provider() -> None:
     """Only meaningful once the package is installed (its entry point registered)."""
     pytest.importorskip("airflow", reason="apache-airflow is not installed")
-    entry_points = metadata.entry_points(group="apache_airflow_provider")
-    if not any(ep.value.startswith("sluicegate.") for ep in entry_points):
+    if not _installed():
         pytest.skip("sluicegate is not installed, so its entry point is not registered")
-    from airflow.providers_manager import ProvidersManager
+    try:  # Airflow 3: hooks are resolved by the Task SDK's own manager
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime as Manager
+    except ImportError:
+        from airflow.providers_manager import ProvidersManager as Manager  # type: ignore[assignment]
 
-    manager = ProvidersManager()
+    manager = Manager()
     assert "sluicegate" in manager.providers
     hook_info = manager.hooks["sluicegate"]
     assert hook_info is not None
     assert hook_info.hook_class_name == "sluicegate.airflow.hooks.sluicegate.SluicegateHook"
     assert hook_info.connection_id_attribute_name == "sluicegate_conn_id"
+
+
+def test_connection_form_reaches_the_ui() -> None:
+    pytest.importorskip("airflow", reason="apache-airflow is not installed")
+    if not _installed():
+        pytest.skip("sluicegate is not installed, so its entry point is not registered")
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    if not hasattr(manager, "iter_connection_type_hook_ui_metadata"):
+        pytest.skip("declarative connection forms need Airflow 3.2+")
+    (ui,) = [
+        m
+        for m in manager.iter_connection_type_hook_ui_metadata()
+        if m.connection_type == "sluicegate"
+    ]
+    assert ui.hook_name == "Sluicegate"
+    assert ui.field_behaviour is not None
+    assert ui.field_behaviour["relabeling"] == {"password": "State store password"}
+    widgets = {
+        info.field_name
+        for name, info in manager.connection_form_widgets.items()
+        if name.startswith("extra__sluicegate__")
+    }
+    assert widgets == {"project", "state"}
+
+
+def test_a_connection_builds_our_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("airflow", reason="apache-airflow is not installed")
+    if not _installed():
+        pytest.skip("sluicegate is not installed, so its entry point is not registered")
+    from sluicegate.airflow.hooks.sluicegate import SluicegateHook
+
+    conn = json.dumps({"conn_type": "sluicegate", "extra": {"project": "/p.yml"}})
+    monkeypatch.setenv("AIRFLOW_CONN_SG_PROVIDER_TEST", conn)
+    try:
+        from airflow.sdk import Connection
+
+        hook = Connection.get("sg_provider_test").get_hook()
+    except ImportError:  # Airflow 2.x
+        from airflow.models import Connection as ConnectionModel
+
+        hook = ConnectionModel.get_connection_from_secrets("sg_provider_test").get_hook()
+    assert isinstance(hook, SluicegateHook)
+    assert hook.sluicegate_conn_id == "sg_provider_test"
+    assert hook.get_settings().project == "/p.yml"

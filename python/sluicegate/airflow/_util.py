@@ -54,7 +54,9 @@ def _kinds(counts: object) -> str:
     if not isinstance(counts, Mapping):
         return "-"
     return "{adds} adds, {changes} changes, {removes} removes".format(
-        adds=counts.get("adds", 0), changes=counts.get("changes", 0), removes=counts.get("removes", 0)
+        adds=counts.get("adds", 0),
+        changes=counts.get("changes", 0),
+        removes=counts.get("removes", 0),
     )
 
 

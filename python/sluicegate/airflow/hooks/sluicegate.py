@@ -22,6 +22,7 @@ If the connection does not exist at all, the two environment variables are used 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -87,15 +88,11 @@ class SluicegateHook(BaseHook):
             be combined with the state URL.
         """
         conn_id = self.sluicegate_conn_id
-        try:
+        conn = None
+        with contextlib.suppress(AirflowNotFoundException):  # then the env vars alone decide
             conn = self.get_connection(conn_id)
-        except AirflowNotFoundException:
-            conn = None
-            extras: dict[str, Any] = {}
-            password = None
-        else:
-            extras = conn.extra_dejson or {}
-            password = conn.password or None
+        extras: dict[str, Any] = (conn.extra_dejson or {}) if conn is not None else {}
+        password = (conn.password or None) if conn is not None else None
 
         project = _extra(extras, "project") or os.environ.get(PROJECT_ENV) or None
         if not project:

@@ -60,8 +60,8 @@ class SyncOperator(BaseOperator):
             raise AirflowException(str(err)) from err
         engine = SluicegateHook(sluicegate_conn_id=self.sluicegate_conn_id).get_engine()
 
-        run_id = engine.trigger(sync, full_sync=bool(self.full_sync))
         ti = context["ti"]
+        run_id = engine.trigger(sync, full_sync=bool(self.full_sync), reason=_reason(ti))
         ti.xcom_push(key="sync_run_id", value=run_id)
         self.log.info(
             "Triggered %ssync %r: run %d; running it in this task",
@@ -82,3 +82,11 @@ class SyncOperator(BaseOperator):
                 f"sync run {run_id} returned with status {status!r}; expected completed or failed"
             )
         return run_id
+
+
+def _reason(ti: Any) -> str:
+    """What the run record's ``sync_trigger_reason.ui_detail`` says about this task."""
+    dag_id, task_id, run_id, try_number = (
+        getattr(ti, name, "?") for name in ("dag_id", "task_id", "run_id", "try_number")
+    )
+    return f"Airflow task {dag_id}.{task_id}, DAG run {run_id}, try {try_number}"
