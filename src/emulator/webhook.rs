@@ -2,12 +2,19 @@
 //!
 //! - `POST <any path>` with a JSON array of records: answers `200 {"results": [{"index": i,
 //!   "status": "accepted" | "rejected", "reason": …}]}`. A record is rejected when one of the
-//!   `--reject-if FIELD=REGEX` rules matches the text of its field. Accepted records are kept.
+//!   `--reject-if FIELD=REGEX` rules matches the text of its field. Accepted records are logged
+//!   in arrival order.
+//! - When the request names its key field (`X-Sluicegate-Key: email`), the emulator also keeps
+//!   the current record per key and applies `X-Sluicegate-Operation` as a CRM would: `upsert`
+//!   creates or replaces; `update` rejects unknown keys; `create` rejects existing keys; `delete`
+//!   removes (unknown keys are accepted: already gone); `append` only logs. An upsert or create
+//!   whose record equals the stored one is counted in `duplicates`.
 //! - Fault injection: a share of requests (`fail_rate`, spread evenly: with 0.25 exactly every
 //!   4th request) is answered with `fail_status` and `{"message": fail_message}`; 429 and 503
 //!   answers carry `Retry-After: 1`.
-//! - `GET /_emulator/received[?records=false]`: `{"stats": {...}, "records": [...]}`.
-//! - `POST /_emulator/reset`: forget records and stats.
+//! - `GET /_emulator/received[?records=false][&store=true]`: `{"stats": {...}, "records": [...],
+//!   "store": {key: record}}`.
+//! - `POST /_emulator/reset[?store=true]`: forget the arrival log and stats (and the keyed store).
 //! - `PUT /_emulator/faults` with `{"fail_rate", "fail_status", "fail_message", "fail_after"}`:
 //!   change faults (`fail_after: N` fails every request after the first N).
 
@@ -84,12 +91,18 @@ pub struct Stats {
     pub records_received: u64,
     pub records_accepted: u64,
     pub records_rejected: u64,
+    /// Upserts or creates that carried exactly the record already stored under their key.
+    pub duplicates: u64,
+    pub deletes: u64,
+    /// Records currently stored by key.
+    pub stored: u64,
 }
 
 #[derive(Default)]
 struct Inner {
     stats: Stats,
     records: Vec<Value>,
+    store: std::collections::BTreeMap<String, Value>,
     faults: Faults,
     reject: Vec<RejectRule>,
 }
@@ -126,7 +139,54 @@ fn text_of(v: &Value) -> String {
     }
 }
 
-async fn receive(State(s): State<Shared>, body: axum::body::Bytes) -> Response {
+fn header<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Apply one record to the keyed store; `Err` is the rejection reason.
+fn apply(inner: &mut Inner, op: &str, key_field: &str, rec: &Value) -> std::result::Result<(), String> {
+    let key = match rec.get(key_field) {
+        Some(Value::Null) | None => return Err(format!("missing key field {key_field:?}")),
+        Some(v) => text_of(v),
+    };
+    match op {
+        "update" => match inner.store.get_mut(&key) {
+            Some(stored) => {
+                *stored = rec.clone();
+                Ok(())
+            }
+            None => Err(format!("no record with {key_field} {key:?} exists; an update cannot create it")),
+        },
+        "create" => {
+            if let Some(stored) = inner.store.get(&key) {
+                if stored == rec {
+                    inner.stats.duplicates += 1;
+                }
+                return Err(format!("a record with {key_field} {key:?} already exists"));
+            }
+            inner.store.insert(key, rec.clone());
+            Ok(())
+        }
+        "delete" => {
+            if inner.store.remove(&key).is_some() {
+                inner.stats.deletes += 1;
+            }
+            Ok(())
+        }
+        "append" => Ok(()),
+        _ => {
+            if inner.store.get(&key) == Some(rec) {
+                inner.stats.duplicates += 1;
+            }
+            inner.store.insert(key, rec.clone());
+            Ok(())
+        }
+    }
+}
+
+async fn receive(State(s): State<Shared>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
+    let op = header(&headers, "x-sluicegate-operation").unwrap_or("upsert").to_string();
+    let key_field = header(&headers, "x-sluicegate-key").map(str::to_string);
     let mut inner = lock(&s);
     let n = inner.stats.requests;
     inner.stats.requests += 1;
@@ -155,6 +215,10 @@ async fn receive(State(s): State<Shared>, body: axum::body::Bytes) -> Response {
             let v = rec.get(&r.field)?;
             r.pattern.is_match(&text_of(v)).then(|| format!("{} {:?} is not accepted (emulator rule /{}/)", r.field, text_of(v), r.pattern))
         });
+        let hit = match (hit, &key_field) {
+            (None, Some(k)) => apply(&mut inner, &op, k, &rec).err(),
+            (hit, _) => hit,
+        };
         match hit {
             Some(reason) => {
                 inner.stats.records_rejected += 1;
@@ -173,22 +237,39 @@ async fn receive(State(s): State<Shared>, body: axum::body::Bytes) -> Response {
 #[derive(Deserialize)]
 struct ReceivedQuery {
     records: Option<bool>,
+    store: Option<bool>,
 }
 
 async fn received(State(s): State<Shared>, Query(q): Query<ReceivedQuery>) -> Json<Value> {
-    let inner = lock(&s);
+    let mut inner = lock(&s);
+    inner.stats.stored = inner.store.len() as u64;
+    let mut out = json!({"stats": inner.stats});
     if q.records.unwrap_or(true) {
-        Json(json!({"stats": inner.stats, "records": inner.records}))
-    } else {
-        Json(json!({"stats": inner.stats}))
+        out["records"] = json!(inner.records);
+    }
+    if q.store.unwrap_or(false) {
+        out["store"] = json!(inner.store);
+    }
+    Json(out)
+}
+
+/// Forget the arrival log and the counters; the keyed store is kept unless `all`.
+fn clear(inner: &mut Inner, all: bool) {
+    inner.stats = Stats::default();
+    inner.records.clear();
+    if all {
+        inner.store.clear();
     }
 }
 
-async fn reset(State(s): State<Shared>) -> StatusCode {
-    let mut inner = lock(&s);
-    inner.stats = Stats::default();
-    inner.records.clear();
+async fn reset(State(s): State<Shared>, Query(q): Query<ResetQuery>) -> StatusCode {
+    clear(&mut lock(&s), q.store.unwrap_or(false));
     StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct ResetQuery {
+    store: Option<bool>,
 }
 
 async fn set_faults(State(s): State<Shared>, Json(f): Json<Faults>) -> Json<Value> {
@@ -225,7 +306,13 @@ impl WebhookEmulator {
     }
 
     pub fn stats(&self) -> Stats {
-        lock(&self.shared).stats.clone()
+        let inner = lock(&self.shared);
+        Stats { stored: inner.store.len() as u64, ..inner.stats.clone() }
+    }
+
+    /// The current record per key (requests that named `X-Sluicegate-Key`).
+    pub fn store(&self) -> std::collections::BTreeMap<String, Value> {
+        lock(&self.shared).store.clone()
     }
 
     /// Accepted records, in arrival order.
@@ -241,10 +328,9 @@ impl WebhookEmulator {
         lock(&self.shared).reject = rules;
     }
 
+    /// Forget the arrival log and counters (the keyed store stays, as a CRM's data would).
     pub fn reset(&self) {
-        let mut inner = lock(&self.shared);
-        inner.stats = Stats::default();
-        inner.records.clear();
+        clear(&mut lock(&self.shared), false);
     }
 
     /// Stop serving and wait for the server task.
