@@ -20,6 +20,8 @@ pub enum ErrorKind {
     SyncNotFound,
     /// A run cannot be executed in its current state (already running, finished, …).
     RunState,
+    /// The run was canceled on request.
+    Canceled,
     /// Anything else: I/O of the CLI, the emulator, internal invariants.
     Other,
 }
@@ -34,6 +36,7 @@ impl ErrorKind {
             ErrorKind::RunNotFound => "run_not_found",
             ErrorKind::SyncNotFound => "sync_not_found",
             ErrorKind::RunState => "run_state",
+            ErrorKind::Canceled => "canceled",
             ErrorKind::Other => "other",
         }
     }

@@ -19,6 +19,8 @@ CREATE TABLE sync_runs (
     current_step             TEXT,
     executor                 TEXT,
     lease_expires_at         TEXT,
+    heartbeat_at             TEXT,
+    cancel_requested         INTEGER NOT NULL DEFAULT 0,
     source_record_count      INTEGER,
     source_record_updates    INTEGER,
     source_record_deletes    INTEGER,
@@ -40,12 +42,15 @@ CREATE INDEX sync_runs_by_sync ON sync_runs (sync_id, id);
 CREATE INDEX sync_runs_active ON sync_runs (sync_id) WHERE status IN ('queued', 'working');
 
 -- One row per identifier the destination acknowledged: the fingerprint of what it holds.
+-- sort_key orders identifiers byte-wise the way the source is read (integers before text,
+-- integers numerically), so the diff is a streaming merge.
 CREATE TABLE sync_state (
     sync_id     INTEGER NOT NULL,
+    sort_key    BLOB    NOT NULL,
     identifier  TEXT    NOT NULL,
     fingerprint BLOB    NOT NULL,
     run_id      INTEGER NOT NULL,
-    PRIMARY KEY (sync_id, identifier)
+    PRIMARY KEY (sync_id, sort_key)
 ) WITHOUT ROWID;
 
 -- Rows of a run that were not delivered: invalid in the source, or rejected by the destination.

@@ -23,13 +23,15 @@ pub mod keys {
     pub const SOURCE: &[&str] = &["url"];
     pub const WEBHOOK: &[&str] = &["type", "url", "batch_size", "headers", "timeout", "retry"];
     pub const RETRY: &[&str] = &["max_attempts", "initial_backoff", "max_backoff"];
-    pub const SYNC: &[&str] = &["id", "name", "source", "destination", "primary_identifier", "mappings", "behavior"];
+    pub const SYNC: &[&str] =
+        &["id", "name", "source", "destination", "primary_identifier", "mappings", "behavior", "unique_key"];
     pub const SYNC_SOURCE: &[&str] = &["connection", "table", "query"];
     pub const SYNC_DESTINATION: &[&str] = &["connection", "object"];
     pub const IDENTIFIER: &[&str] = &["from", "to"];
-    pub const MAPPING: &[&str] = &["from", "to"];
+    pub const MAPPING: &[&str] = &["from", "constant", "to", "sync_nulls", "type"];
     pub const DESTINATION_TYPES: &[&str] = &["webhook"];
-    pub const BEHAVIORS: &[&str] = &["upsert"];
+    pub const BEHAVIORS: &[&str] = &["upsert", "update", "create", "mirror", "append"];
+    pub const FIELD_TYPES: &[&str] = &["string", "integer", "number", "boolean", "datetime", "json"];
 }
 
 /// A value that must never be printed: `Debug` and `Display` show `***`.
@@ -141,27 +143,99 @@ pub enum Relation {
     Query(String),
 }
 
+/// What a sync does at the destination (Census's behaviors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behavior {
+    /// Update records whose identifier matches, create the others.
     Upsert,
+    /// Update only: rows the destination does not know are rejected, never created.
+    Update,
+    /// Create only: rows delivered once are never sent again.
+    Create,
+    /// Upsert, and delete at the destination what left the source.
+    Mirror,
+    /// Every new row is an event; rows are never updated or deleted.
+    Append,
 }
 
 impl Behavior {
     pub fn as_str(self) -> &'static str {
         match self {
             Behavior::Upsert => "upsert",
+            Behavior::Update => "update",
+            Behavior::Create => "create",
+            Behavior::Mirror => "mirror",
+            Behavior::Append => "append",
         }
+    }
+    pub fn parse(s: &str) -> Option<Behavior> {
+        Some(match s {
+            "upsert" => Behavior::Upsert,
+            "update" => Behavior::Update,
+            "create" => Behavior::Create,
+            "mirror" => Behavior::Mirror,
+            "append" => Behavior::Append,
+            _ => return None,
+        })
     }
 }
 
-/// One source column to one destination field, with where it was written.
+/// The type a destination field takes; values are converted, or the row is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    /// ISO-8601 timestamps, normalised to UTC (`2026-01-31T12:00:00Z`).
+    Datetime,
+    Json,
+}
+
+impl FieldType {
+    pub fn parse(s: &str) -> Option<FieldType> {
+        Some(match s {
+            "string" => FieldType::String,
+            "integer" => FieldType::Integer,
+            "number" => FieldType::Number,
+            "boolean" => FieldType::Boolean,
+            "datetime" => FieldType::Datetime,
+            "json" => FieldType::Json,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a destination field's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldSource {
+    Column(String),
+    Constant(serde_json::Value),
+}
+
+/// One destination field, with where it was written.
 #[derive(Debug, Clone)]
 pub struct FieldMapping {
+    /// The source column (empty for constants; see `source`).
     pub from: String,
+    pub source: FieldSource,
     pub to: String,
+    /// `false`: a null value leaves the field out of the record instead of clearing it.
+    pub sync_nulls: bool,
+    pub field_type: Option<FieldType>,
     /// Position of the `from` value and its key path, for errors about the column.
     pub from_pos: Pos,
     pub from_path: String,
+}
+
+impl FieldMapping {
+    /// The source column, when the field comes from one.
+    pub fn column(&self) -> Option<&str> {
+        match &self.source {
+            FieldSource::Column(c) => Some(c),
+            FieldSource::Constant(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +251,8 @@ pub struct SyncConfig {
     pub primary_identifier: FieldMapping,
     pub mappings: Vec<FieldMapping>,
     pub behavior: Behavior,
+    /// Append syncs: the column that identifies an event, so that it is sent once.
+    pub unique_key: Option<FieldMapping>,
     pub pos: Pos,
 }
 
@@ -184,6 +260,15 @@ impl SyncConfig {
     /// The identifier mapping first, then the field mappings.
     pub fn all_mappings(&self) -> impl Iterator<Item = &FieldMapping> {
         std::iter::once(&self.primary_identifier).chain(self.mappings.iter())
+    }
+
+    /// The source column whose value keys the sync state: the unique key of an append sync,
+    /// else the primary identifier.
+    pub fn state_key_column(&self) -> &str {
+        match &self.unique_key {
+            Some(k) => &k.from,
+            None => &self.primary_identifier.from,
+        }
     }
 }
 
@@ -742,15 +827,89 @@ fn load_retry(d: &mut Diag, node: &Node, path: &str) -> Option<RetryConfig> {
     Some(RetryConfig { max_attempts: max_attempts? as u32, initial_backoff: initial?, max_backoff: max? })
 }
 
-fn load_mapping(d: &mut Diag, node: &Node, path: &str, allowed: &'static [&'static str]) -> Option<FieldMapping> {
+/// A scalar YAML value as JSON: plain numbers, booleans and null keep their type.
+fn constant_value(d: &mut Diag, node: &Node, path: &str) -> Option<serde_json::Value> {
+    match &node.value {
+        Value::Scalar { text, plain: true } => {
+            if node.is_null() {
+                Some(serde_json::Value::Null)
+            } else if let Ok(i) = text.parse::<i64>() {
+                Some(serde_json::Value::from(i))
+            } else if let Some(n) = text.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+                Some(serde_json::Value::Number(n))
+            } else if text == "true" || text == "false" {
+                Some(serde_json::Value::Bool(text == "true"))
+            } else {
+                interpolate(d, text, node.pos, path).map(serde_json::Value::String)
+            }
+        }
+        Value::Scalar { text, plain: false } => interpolate(d, text, node.pos, path).map(serde_json::Value::String),
+        _ => {
+            d.err(node.pos, path, format!("a constant must be a single value, found {}", node.type_name()));
+            None
+        }
+    }
+}
+
+fn boolean(d: &mut Diag, node: &Node, path: &str) -> Option<bool> {
+    match &node.value {
+        Value::Scalar { text, plain: true } if text == "true" || text == "false" => Some(text == "true"),
+        _ => {
+            d.err(node.pos, path, format!("expected true or false, found {}", node.type_name()));
+            None
+        }
+    }
+}
+
+/// A column mapping (`from`/`to`), or with `allow_constant` also `constant`/`to`.
+fn load_mapping(d: &mut Diag, node: &Node, path: &str, allowed: &'static [&'static str], allow_constant: bool) -> Option<FieldMapping> {
     let mut o = obj(d, node, path, allowed)?;
-    let from_node = o.req(d, "from", "the source column");
+    let from_node = o.get("from");
+    let const_node = if allow_constant { o.get("constant") } else { None };
+    let has_constant_key = allow_constant && o.entries.iter().any(|(k, _)| key_text(k) == "constant");
     let to_node = o.req(d, "to", "the destination field");
+    let sync_nulls = match o.get("sync_nulls") {
+        Some(n) => boolean(d, n, &join(path, "sync_nulls")),
+        None => Some(true),
+    };
+    let field_type = match o.get("type") {
+        None => Some(None),
+        Some(n) => match string(d, n, &join(path, "type")) {
+            Some(t) => match FieldType::parse(&t) {
+                Some(ft) => Some(Some(ft)),
+                None => {
+                    d.err(n.pos, &join(path, "type"), format!(
+                        "unknown field type `{t}`{}; valid types: {}",
+                        did_you_mean(&t, keys::FIELD_TYPES.iter().copied()),
+                        keys::FIELD_TYPES.join(", ")
+                    ));
+                    None
+                }
+            },
+            None => None,
+        },
+    };
     o.finish(d);
-    let from_node = from_node?;
-    let from = nonempty_string(d, from_node, &join(path, "from"));
+    let (source, from, pos, from_path) = match (from_node, const_node, has_constant_key) {
+        (Some(f), None, false) => {
+            let col = nonempty_string(d, f, &join(path, "from"))?;
+            (FieldSource::Column(col.clone()), col, f.pos, join(path, "from"))
+        }
+        (None, Some(c), true) => (FieldSource::Constant(constant_value(d, c, &join(path, "constant"))?), String::new(), c.pos, join(path, "constant")),
+        (None, None, true) => (FieldSource::Constant(serde_json::Value::Null), String::new(), node.pos, join(path, "constant")),
+        (Some(_), _, true) => {
+            d.err(node.pos, path, "give either `from` (a source column) or `constant` (a fixed value), not both");
+            return None;
+        }
+        (None, _, false) => {
+            let what = if allow_constant { "`from` (a source column) or `constant` (a fixed value)" } else { "`from` (the source column)" };
+            d.err(node.pos, &join(path, "from"), format!("missing required key: {what}"));
+            return None;
+        }
+        (Some(_), Some(_), false) => unreachable!("constant is only read when allowed"),
+    };
     let to = nonempty_string(d, to_node?, &join(path, "to"));
-    Some(FieldMapping { from: from?, to: to?, from_pos: from_node.pos, from_path: join(path, "from") })
+    Some(FieldMapping { from, source, to: to?, sync_nulls: sync_nulls?, field_type: field_type?, from_pos: pos, from_path })
 }
 
 fn load_sync(
@@ -838,7 +997,7 @@ fn load_sync(
     let ip = join(path, "primary_identifier");
     let primary = o
         .req(d, "primary_identifier", "`from: <source column>` and `to: <destination field>`")
-        .and_then(|n| load_mapping(d, n, &ip, keys::IDENTIFIER));
+        .and_then(|n| load_mapping(d, n, &ip, keys::IDENTIFIER, false));
 
     let mut mappings: Vec<FieldMapping> = Vec::new();
     if let Some(mn) = o.get("mappings") {
@@ -847,14 +1006,14 @@ fn load_sync(
             Value::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let p = format!("{mp}[{i}]");
-                    if let Some(m) = load_mapping(d, item, &p, keys::MAPPING) {
+                    if let Some(m) = load_mapping(d, item, &p, keys::MAPPING, true) {
                         let clash_identifier = primary.as_ref().is_some_and(|pi| pi.to == m.to);
                         if clash_identifier {
                             d.err(item.pos, &join(&p, "to"), format!("`{}` is already the primary identifier's destination field; map another field", m.to));
                         } else if let Some(prev) = mappings.iter().find(|x| x.to == m.to) {
                             d.err(item.pos, &join(&p, "to"), format!(
-                                "destination field `{}` is mapped twice (also from column `{}` at line {}); map each field once",
-                                m.to, prev.from, prev.from_pos.line
+                                "destination field `{}` is mapped twice (also at line {}); map each field once",
+                                m.to, prev.from_pos.line
                             ));
                         } else {
                             mappings.push(m);
@@ -866,10 +1025,11 @@ fn load_sync(
         }
     }
 
-    let behavior = match o.get("behavior") {
+    let behavior_node = o.get("behavior");
+    let behavior = match behavior_node {
         None => Some(Behavior::Upsert),
         Some(n) => match string(d, n, &join(path, "behavior")).as_deref() {
-            Some("upsert") => Some(Behavior::Upsert),
+            Some(b) if Behavior::parse(b).is_some() => Behavior::parse(b),
             Some(other) => {
                 d.err(n.pos, &join(path, "behavior"), format!(
                     "unknown behavior `{other}`{}; valid behaviors: {}",
@@ -881,6 +1041,31 @@ fn load_sync(
             None => None,
         },
     };
+    let unique_key = o.get("unique_key").and_then(|n| {
+        let col = nonempty_string(d, n, &join(path, "unique_key"))?;
+        Some(FieldMapping {
+            from: col.clone(),
+            source: FieldSource::Column(col),
+            to: String::new(),
+            sync_nulls: true,
+            field_type: None,
+            from_pos: n.pos,
+            from_path: join(path, "unique_key"),
+        })
+    });
+    match (behavior, &unique_key) {
+        (Some(Behavior::Append), None) => d.err(
+            behavior_node.map(|n| n.pos).unwrap_or(node.pos),
+            &join(path, "unique_key"),
+            "append syncs need `unique_key`: the source column that identifies each event (e.g. event_id), so that no event is sent twice",
+        ),
+        (Some(b), Some(k)) if b != Behavior::Append => d.err(
+            k.from_pos,
+            &join(path, "unique_key"),
+            format!("`unique_key` applies to append syncs only; a {} sync is keyed by its primary_identifier", b.as_str()),
+        ),
+        _ => {}
+    }
     o.finish(d);
     Some(SyncConfig {
         id: id?,
@@ -894,6 +1079,7 @@ fn load_sync(
         primary_identifier: primary?,
         mappings,
         behavior: behavior?,
+        unique_key,
         pos: node.pos,
     })
 }

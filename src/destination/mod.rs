@@ -8,15 +8,28 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 /// What the destination should do with a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
+    /// Update the record with this identifier, or create it.
     Upsert,
+    /// Update an existing record; an unknown identifier is rejected.
+    Update,
+    /// Create a record; an existing identifier is rejected.
+    Create,
+    /// Delete (or archive) the record with this identifier.
+    Delete,
+    /// Record an event.
+    Append,
 }
 
 impl Operation {
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Upsert => "upsert",
+            Operation::Update => "update",
+            Operation::Create => "create",
+            Operation::Delete => "delete",
+            Operation::Append => "append",
         }
     }
 }

@@ -1,23 +1,39 @@
-//! Runs one sync end to end: read the source, map and fingerprint every row, diff against the
-//! acknowledged state, deliver new and changed rows in batches, and after each batch commit the
-//! fingerprints of exactly the rows the destination accepted (the one invariant: state advances
-//! only on acknowledgement). Rejected and invalid rows are recorded with their reason.
+//! Runs one sync end to end. The source is read ordered by the state key and merged, row by
+//! row, with the acknowledged state (also key-ordered), so memory stays bounded whatever the
+//! table size. New and changed rows (and, for mirror syncs, rows that left the source) are
+//! delivered in batches; after each batch the state of exactly the rows the destination
+//! accepted is committed (the one invariant: state advances only on acknowledgement). Rejected
+//! and invalid rows are recorded with their reason.
+//!
+//! A run is claimed under a lease that a heartbeat renews; a run whose executor is gone is
+//! failed as "executor lost" by whoever looks next. Exactly one run per sync works at a time:
+//! a second run waits for the first. Cancellation stops a run after the batch in flight.
+
+mod map;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use serde::Serialize;
 use serde_json::{Map, Value};
+use tokio::sync::mpsc;
 
-use crate::config::{did_you_mean, DestinationConfig, DestinationKind, Project, SyncConfig, SyncRef};
+pub use map::{convert, Mapper};
+
+use crate::config::{did_you_mean, Behavior, DestinationConfig, DestinationKind, Project, RetryConfig, SyncConfig, SyncRef};
 use crate::deliver::send_with_retry;
 use crate::destination::webhook::Webhook;
 use crate::destination::{Destination, Operation, OutRecord, Outcome};
-use crate::diff::{Op, Planner};
+use crate::diff::key::{self, KeyOrder};
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::Source;
+use crate::source::{Chunk, ColumnInfo, Source};
 use crate::store::{
-    self, RecordKind, RunCounts, RunEnd, RunRecord, RunRecordOutcome, RunStatus, Store, TriggerReason,
+    self, Beat, Claim, RecordKind, RunCounts, RunEnd, RunRecord, RunRecordOutcome, RunStatus, StateChange, StateEntry, Store,
+    TriggerReason,
 };
 
 /// Human-readable steps, as Census names them.
@@ -25,7 +41,17 @@ pub mod step {
     pub const CHECKING: &str = "Checking source and destination configuration";
     pub const UNLOADING: &str = "Unloading data from warehouse";
     pub const LOADING: &str = "Loading data into destination service";
+    pub const WAITING: &str = "Waiting for the previous run of this sync";
 }
+
+/// How long a run's lease lasts without a heartbeat, unless `SLUICEGATE_LEASE` says otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// How often a waiting run checks whether it may start.
+const CLAIM_POLL: Duration = Duration::from_millis(250);
+/// How often a working run records its progress in the store while reading.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// Invalid rows are written to the store in groups of this many.
+const INVALID_FLUSH: usize = 1000;
 
 /// How to open an engine.
 #[derive(Debug, Default, Clone)]
@@ -34,6 +60,8 @@ pub struct EngineOptions {
     pub state: Option<String>,
     /// Values for `${VARS}` that take precedence over the process environment.
     pub env: HashMap<String, String>,
+    /// Lease of a working run; else `SLUICEGATE_LEASE` (e.g. `30s`), else 60 s.
+    pub lease: Option<Duration>,
 }
 
 /// Progress of a working run, reported after each step and batch.
@@ -48,10 +76,36 @@ pub type ProgressFn<'a> = &'a (dyn Fn(&Progress) + Send + Sync);
 
 pub fn no_progress(_: &Progress) {}
 
+/// What a dry run found: counts and a few sample records of each kind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PlanReport {
+    pub sync_id: i64,
+    pub sync_name: String,
+    pub behavior: String,
+    pub full_sync: bool,
+    pub source_rows: i64,
+    pub unchanged: i64,
+    pub adds: i64,
+    pub changes: i64,
+    pub removes: i64,
+    pub invalid: i64,
+    pub samples: PlanSamples,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PlanSamples {
+    pub adds: Vec<Value>,
+    pub changes: Vec<Value>,
+    pub removes: Vec<Value>,
+    pub invalid: Vec<RunRecordOutcome>,
+}
+
 pub struct Engine {
     project: Project,
     store: Arc<dyn Store>,
     state_url: String,
+    lease: Duration,
+    executor: String,
 }
 
 /// One HTTP client per process (connection reuse); built on first use, never at import.
@@ -69,7 +123,7 @@ pub fn http_client() -> Result<reqwest::Client> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .user_agent(concat!("sluicegate/", env!("CARGO_PKG_VERSION")))
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .pool_idle_timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| Error::other("cannot build the HTTP client").with_source(e))?;
     if let Some(old) = guard.take() {
@@ -80,13 +134,39 @@ pub fn http_client() -> Result<reqwest::Client> {
     Ok(client)
 }
 
-fn executor_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
+        .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}", std::process::id())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The start time of a process (clock ticks since boot), to tell a pid from its reuse.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3; starttime is 22.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// `host:pid:start`: who executes a run.
+pub fn executor_id() -> String {
+    let pid = std::process::id();
+    format!("{}:{pid}:{}", hostname(), process_start(pid).unwrap_or(0))
+}
+
+/// Whether the executor behind an id is alive: certain only for processes on this host.
+pub fn executor_alive(executor: &str) -> Option<bool> {
+    let mut parts = executor.rsplitn(3, ':');
+    let start: u64 = parts.next()?.parse().ok()?;
+    let pid: u32 = parts.next()?.parse().ok()?;
+    let host = parts.next()?;
+    if host != hostname() || start == 0 || !Path::new("/proc/self/stat").exists() {
+        return None;
+    }
+    Some(process_start(pid) == Some(start))
 }
 
 fn error_code(kind: ErrorKind) -> &'static str {
@@ -95,7 +175,27 @@ fn error_code(kind: ErrorKind) -> &'static str {
         ErrorKind::Source => "SOURCE_ERROR",
         ErrorKind::Destination => "DESTINATION_ERROR",
         ErrorKind::Store => "STATE_STORE_ERROR",
+        ErrorKind::Canceled => "CANCELED",
         _ => "INTERNAL_ERROR",
+    }
+}
+
+/// Flags the heartbeat raises for the run it watches.
+#[derive(Default)]
+struct RunControl {
+    cancel: AtomicBool,
+    lost: AtomicBool,
+}
+
+impl RunControl {
+    fn check(&self) -> Result<()> {
+        if self.lost.load(Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::RunState, "this executor lost the run's lease; another executor failed it"));
+        }
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Canceled, "canceled by request"));
+        }
+        Ok(())
     }
 }
 
@@ -103,13 +203,22 @@ impl Engine {
     pub async fn open(project_path: impl AsRef<Path>, opts: EngineOptions) -> Result<Engine> {
         let env = |name: &str| opts.env.get(name).cloned().or_else(|| std::env::var(name).ok());
         let project = Project::load_with_env(project_path, &env)?;
+        let lease = match opts.lease {
+            Some(l) => l,
+            None => match env("SLUICEGATE_LEASE") {
+                Some(text) => crate::config::parse_duration(&text)
+                    .filter(|d| *d >= Duration::from_secs(1))
+                    .ok_or_else(|| Error::config(format!("SLUICEGATE_LEASE={text:?} is not a duration of at least 1s (e.g. 30s)")))?,
+                None => DEFAULT_LEASE,
+            },
+        };
         let state_url = opts
             .state
             .clone()
             .or_else(|| project.state.as_ref().map(|s| s.expose().to_string()))
             .unwrap_or_else(|| store::default_state_url(&project.dir));
         let store = store::open(&state_url, &project.dir).await?;
-        Ok(Engine { project, store, state_url })
+        Ok(Engine { project, store, state_url, lease, executor: executor_id() })
     }
 
     pub fn project(&self) -> &Project {
@@ -128,10 +237,24 @@ impl Engine {
     /// Queue a run of a sync; returns the run id.
     pub async fn trigger(&self, sync: &SyncRef, full_sync: bool, reason: &TriggerReason) -> Result<i64> {
         let s = self.project.sync(sync)?;
+        if full_sync && matches!(s.behavior, Behavior::Append | Behavior::Create) {
+            return Err(Error::config(format!(
+                "sync {} ({}) is a {} sync: it sends each row once, so it has no full sync; trigger it without full_sync",
+                s.id,
+                s.name,
+                s.behavior.as_str()
+            )));
+        }
         self.store.create_run(s.id, &s.name, full_sync, reason).await
     }
 
+    async fn reap(&self) -> Result<u64> {
+        self.store.reap_lost_runs(&executor_alive).await
+    }
+
+    /// A run as stored (runs whose executor is gone are failed first).
     pub async fn get_run(&self, run_id: i64) -> Result<RunRecord> {
+        self.reap().await?;
         self.store.get_run(run_id).await
     }
 
@@ -140,6 +263,7 @@ impl Engine {
             Some(r) => Some(self.project.sync(r)?.id),
             None => None,
         };
+        self.reap().await?;
         self.store.list_runs(id, limit).await
     }
 
@@ -148,8 +272,14 @@ impl Engine {
         self.store.run_records(run_id, limit).await
     }
 
+    /// Cancel a run: a queued run ends at once, a working one after the batch in flight.
+    pub async fn cancel(&self, run_id: i64) -> Result<RunRecord> {
+        self.reap().await?;
+        self.store.request_cancel(run_id).await
+    }
+
     /// Connect to the sync's source and check that every mapped column exists.
-    pub async fn check_sync(&self, sync: &SyncConfig) -> Result<(Source, Vec<String>)> {
+    pub async fn check_sync(&self, sync: &SyncConfig) -> Result<(Source, Vec<ColumnInfo>)> {
         let src_cfg = &self.project.sources[&sync.source];
         let source = Source::connect(src_cfg).await.map_err(|e| self.sync_error(sync, e))?;
         let columns = match source.columns(&sync.relation).await {
@@ -159,17 +289,18 @@ impl Engine {
                 return Err(Error::source_err(format!("sync {} ({}): {msg}", sync.id, sync.name)).with_source(e));
             }
         };
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
         let mut problems = Vec::new();
-        for m in sync.all_mappings() {
-            if !columns.iter().any(|c| c == &m.from) {
+        for m in sync.all_mappings().chain(sync.unique_key.iter()) {
+            let Some(col) = m.column() else { continue };
+            if !names.contains(&col) {
                 problems.push(self.project.located(
                     m.from_pos,
                     &m.from_path,
                     format!(
-                        "column `{}` is not in the source{}; its columns are: {}",
-                        m.from,
-                        did_you_mean(&m.from, columns.iter().map(String::as_str)),
-                        columns.join(", ")
+                        "column `{col}` is not in the source{}; its columns are: {}",
+                        did_you_mean(col, names.iter().copied()),
+                        names.join(", ")
                     ),
                 ));
             }
@@ -195,40 +326,97 @@ impl Engine {
 
     fn destination(&self, sync: &SyncConfig, cfg: &DestinationConfig) -> Result<Box<dyn Destination>> {
         Ok(match &cfg.kind {
-            DestinationKind::Webhook(w) => {
-                Box::new(Webhook::new(&cfg.name, w, &sync.name, sync.object.as_deref(), http_client()?))
-            }
+            DestinationKind::Webhook(w) => Box::new(Webhook::new(
+                &cfg.name,
+                w,
+                &sync.name,
+                sync.object.as_deref(),
+                &sync.primary_identifier.to,
+                http_client()?,
+            )),
         })
     }
 
-    /// Claim a queued run and execute it in this process. A run that fails is recorded as
-    /// `failed` with its error and returned as `Ok`; `Err` means the run could not be executed
-    /// or recorded at all.
+    /// Wait until the run may start (no other run of its sync working), then claim it.
+    /// `Ok(Err(run))`: the run ended while waiting (canceled).
+    async fn claim(&self, run_id: i64, progress: ProgressFn<'_>) -> Result<std::result::Result<RunRecord, RunRecord>> {
+        let mut reported = false;
+        loop {
+            self.reap().await?;
+            match self.store.claim_run(run_id, &self.executor, self.lease).await? {
+                Claim::Claimed(run) => return Ok(Ok(run)),
+                Claim::NotQueued(run) if run.canceled => return Ok(Err(run)),
+                Claim::NotQueued(run) => {
+                    return Err(Error::new(
+                        ErrorKind::RunState,
+                        format!("run {run_id} is {}, not queued; trigger a new run", run.status.as_str()),
+                    ));
+                }
+                Claim::Busy { working_run } => {
+                    if !reported {
+                        reported = true;
+                        tracing::info!(run_id, working_run, "waiting for the working run of this sync to end");
+                        progress(&Progress { run_id, step: step::WAITING, counts: RunCounts::default() });
+                    }
+                    tokio::time::sleep(CLAIM_POLL).await;
+                }
+            }
+        }
+    }
+
+    /// Execute a queued run in this process: wait for any working run of the same sync, claim
+    /// it, run it, record how it ended. A run that fails is recorded as `failed` with its error
+    /// and returned as `Ok`; `Err` means the run could not be executed or recorded at all.
     pub async fn run(&self, run_id: i64, progress: ProgressFn<'_>) -> Result<RunRecord> {
         let run = self.store.get_run(run_id).await?;
-        let sync = match self.project.sync(&SyncRef::Id(run.sync_id)) {
-            Ok(s) => s.clone(),
-            Err(e) => {
-                let end = RunEnd {
-                    status: RunStatus::Failed,
-                    error_code: Some("CONFIG_ERROR".into()),
-                    error_message: Some(e.full_message()),
-                    error_detail: None,
-                    counts: RunCounts::default(),
-                };
-                self.store.claim_run(run_id, &executor_id()).await?;
-                return self.store.finish_run(run_id, &end).await;
-            }
+        let sync = self.project.sync(&SyncRef::Id(run.sync_id)).cloned();
+        let run = match self.claim(run_id, progress).await? {
+            Ok(run) => run,
+            Err(ended) => return Ok(ended),
         };
-        self.store.claim_run(run_id, &executor_id()).await?;
+        let ctl = Arc::new(RunControl::default());
+        let heartbeat = {
+            let (store, ctl, executor, lease) = (self.store.clone(), ctl.clone(), self.executor.clone(), self.lease);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    match store.heartbeat(run_id, &executor, lease).await {
+                        Ok(Beat { still_owner, cancel_requested }) => {
+                            if !still_owner {
+                                ctl.lost.store(true, Ordering::Relaxed);
+                                return;
+                            }
+                            if cancel_requested {
+                                ctl.cancel.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        Err(e) => tracing::warn!(run_id, "heartbeat failed: {}", e.full_message()),
+                    }
+                }
+            })
+        };
         let mut counts = RunCounts::default();
-        let result = self.execute(&run, &sync, &mut counts, progress).await;
+        let result = match &sync {
+            Ok(sync) => self.execute(&run, sync, &mut counts, progress, &ctl).await,
+            Err(e) => Err(Error::config(e.full_message())),
+        };
+        heartbeat.abort();
         let end = match result {
-            Ok(()) => RunEnd { status: RunStatus::Completed, error_code: None, error_message: None, error_detail: None, counts },
+            Ok(()) => RunEnd { status: RunStatus::Completed, canceled: false, error_code: None, error_message: None, error_detail: None, counts },
+            Err(_) if ctl.lost.load(Ordering::Relaxed) => return self.store.get_run(run_id).await,
+            Err(e) if e.kind() == ErrorKind::Canceled => {
+                let msg = format!(
+                    "canceled by request after {} of {} planned records were delivered; the next run sends the rest",
+                    counts.records_updated.unwrap_or(0),
+                    counts.planned.total()
+                );
+                RunEnd { status: RunStatus::Failed, canceled: true, error_code: Some("CANCELED".into()), error_message: Some(msg), error_detail: None, counts }
+            }
             Err(e) => {
-                tracing::error!(run_id, sync_id = sync.id, "run failed: {}", e.full_message());
+                tracing::error!(run_id, sync_id = run.sync_id, "run failed: {}", e.full_message());
                 RunEnd {
                     status: RunStatus::Failed,
+                    canceled: false,
                     error_code: Some(error_code(e.kind()).into()),
                     error_message: Some(e.full_message()),
                     error_detail: None,
@@ -239,16 +427,62 @@ impl Engine {
         self.store.finish_run(run_id, &end).await
     }
 
-    async fn execute(&self, run: &RunRecord, sync: &SyncConfig, counts: &mut RunCounts, progress: ProgressFn<'_>) -> Result<()> {
-        let report = |step: &'static str, counts: &RunCounts| progress(&Progress { run_id: run.id, step, counts: counts.clone() });
-        report(step::CHECKING, counts);
+    async fn execute(
+        &self,
+        run: &RunRecord,
+        sync: &SyncConfig,
+        counts: &mut RunCounts,
+        progress: ProgressFn<'_>,
+        ctl: &RunControl,
+    ) -> Result<()> {
+        progress(&Progress { run_id: run.id, step: step::CHECKING, counts: counts.clone() });
         let dest_cfg = &self.project.destinations[&sync.destination];
         let dest = self.destination(sync, dest_cfg)?;
-        let (source, _) = self.check_sync(sync).await?;
+        let mut out = Output::Deliver(Delivery {
+            store: self.store.as_ref(),
+            run_id: run.id,
+            sync_id: sync.id,
+            dest: dest.as_ref(),
+            retry: &dest_cfg.retry,
+            batch_size: dest.batch_size().max(1),
+            operation: main_operation(sync.behavior),
+            pending: Vec::new(),
+            removes: Vec::new(),
+            invalid: Vec::new(),
+            counts,
+            ctl,
+            progress,
+            last_progress: Instant::now(),
+        });
+        self.diff(sync, run.full_sync, &mut out, Some(ctl)).await?;
+        if let Output::Deliver(d) = &mut out {
+            d.finish().await?;
+        }
+        Ok(())
+    }
 
-        self.store.update_progress(run.id, step::UNLOADING, counts).await?;
-        report(step::UNLOADING, counts);
-        // Select each needed column once; remember where every mapping reads from.
+    /// A dry run: what a run would send now, touching neither the destination nor the state.
+    pub async fn plan(&self, sync: &SyncRef, full_sync: bool, samples: usize) -> Result<PlanReport> {
+        let sync = self.project.sync(sync)?;
+        let mut report = PlanReport {
+            sync_id: sync.id,
+            sync_name: sync.name.clone(),
+            behavior: sync.behavior.as_str().into(),
+            full_sync,
+            ..Default::default()
+        };
+        let mut out = Output::Plan { report: &mut report, samples };
+        self.diff(sync, full_sync, &mut out, None).await?;
+        Ok(report)
+    }
+
+    /// Read the source in key order, merge it with the acknowledged state, and hand every
+    /// planned, unchanged and invalid row to `out`.
+    async fn diff(&self, sync: &SyncConfig, full_sync: bool, out: &mut Output<'_, '_>, ctl: Option<&RunControl>) -> Result<()> {
+        let (source, columns) = self.check_sync(sync).await?;
+        out.step(step::UNLOADING).await?;
+
+        // Select each needed column once: the state key first.
         let mut select: Vec<String> = Vec::new();
         let mut index_of = |col: &str| match select.iter().position(|c| c == col) {
             Some(i) => i,
@@ -257,71 +491,404 @@ impl Engine {
                 select.len() - 1
             }
         };
+        let key_idx = index_of(sync.state_key_column());
         let id_idx = index_of(&sync.primary_identifier.from);
-        let fields: Vec<(String, usize)> = sync.all_mappings().map(|m| (m.to.clone(), index_of(&m.from))).collect();
-        let operation = sync.behavior.as_str();
-        let mut planner = Planner::new(operation);
-        let mut sink = |values: Vec<Value>| -> Result<()> {
-            let mut payload = Map::new();
-            for (to, i) in &fields {
-                payload.insert(to.clone(), values[*i].clone());
+        for m in sync.mappings.iter() {
+            if let Some(c) = m.column() {
+                index_of(c);
             }
-            planner.push(&values[id_idx], payload);
-            Ok(())
+        }
+        let index: HashMap<String, usize> = select.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
+        let mapper = Mapper::new(sync, &|c: &str| index[c]);
+        let key_col = columns.iter().find(|c| c.name == sync.state_key_column()).cloned().ok_or_else(|| {
+            Error::config(format!("sync {}: key column {} not found", sync.id, sync.state_key_column()))
+        })?;
+        let (order_sql, key_order) = source.order_by(&key_col);
+
+        let (tx, mut rx) = mpsc::channel::<Chunk>(4);
+        let scan = {
+            let (source, relation, select) = (source.clone(), sync.relation.clone(), select.clone());
+            tokio::spawn(async move { source.scan(&relation, &select, Some(&order_sql), tx).await })
         };
-        source.scan(&sync.relation, &select, &mut sink).await.map_err(|e| self.sync_error(sync, e))?;
-        let state = self.store.load_state(sync.id).await?;
-        let plan = planner.plan(&state, run.full_sync);
-        drop(state);
-
-        counts.source_record_count = Some(plan.source_rows);
-        counts.source_record_updates = Some(plan.rows.len() as i64);
-        counts.source_record_deletes = Some(0);
-        counts.records_invalid = Some(plan.invalid.len() as i64);
-        counts.records_processed = Some(0);
-        counts.records_updated = Some(0);
-        counts.records_failed = Some(0);
-        counts.planned.adds = plan.adds();
-        counts.planned.changes = plan.changes();
-        self.store.commit_batch(run.id, sync.id, &[], &plan.invalid, counts).await?;
-        self.store.update_progress(run.id, step::LOADING, counts).await?;
-        report(step::LOADING, counts);
-
-        let op = Operation::Upsert;
-        let batch_size = dest.batch_size().max(1);
-        for batch in plan.rows.chunks(batch_size) {
-            let records: Vec<OutRecord> = batch.iter().map(|r| OutRecord { identifier: &r.identifier, payload: &r.payload }).collect();
-            let outcomes = send_with_retry(dest.as_ref(), &dest_cfg.retry, op, &records).await?;
-            let mut acked = Vec::with_capacity(batch.len());
-            let mut rejected = Vec::new();
-            for (row, outcome) in batch.iter().zip(outcomes) {
-                let (ok, failed) = match row.op {
-                    Op::Add => (&mut counts.succeeded.adds, &mut counts.failed.adds),
-                    Op::Change => (&mut counts.succeeded.changes, &mut counts.failed.changes),
-                };
-                match outcome {
-                    Outcome::Accepted => {
-                        *ok += 1;
-                        acked.push((row.identifier.clone(), row.fingerprint));
-                    }
-                    Outcome::Rejected(reason) => {
-                        *failed += 1;
-                        rejected.push(RunRecordOutcome {
-                            identifier: Some(row.identifier.clone()),
-                            kind: RecordKind::Rejected,
-                            operation: operation.to_string(),
-                            reason,
-                            payload: Some(Value::Object(row.payload.clone()).to_string()),
-                        });
-                    }
+        let result: Result<()> = async {
+            let mut state = self.store.state_stream(sync.id);
+            let mut next_state: Option<StateEntry> = state.next().await.transpose()?;
+            let mut merge = Merge {
+                sync,
+                mapper: &mapper,
+                full_sync,
+                key_order,
+                key_idx,
+                id_idx,
+                buf: Vec::with_capacity(512),
+                group: Vec::new(),
+                group_key: None,
+            };
+            while let Some(chunk) = rx.recv().await {
+                let rows = chunk.map_err(|e| self.sync_error(sync, e))?;
+                if let Some(ctl) = ctl {
+                    ctl.check()?;
                 }
+                for row in rows {
+                    out.source_row();
+                    let key = match key::encode(&row[key_idx], key_order) {
+                        Ok(k) => k,
+                        Err(why) => {
+                            out.invalid(merge.invalid(None, &row, format!("{why} in column {}", sync.state_key_column())))
+                                .await?;
+                            continue;
+                        }
+                    };
+                    if merge.group_key.as_ref().is_some_and(|g| g.0 == key.0) {
+                        merge.group.push(row);
+                        continue;
+                    }
+                    if let Some((prev, prev_id)) = &merge.group_key {
+                        if key.0 < *prev {
+                            return Err(Error::source_err(format!(
+                                "sync {} ({}): the source returned {:?} after {:?}, out of key order; the engine needs rows ordered byte-wise by {} (is a custom collation in effect?)",
+                                sync.id, sync.name, key.1, prev_id, sync.state_key_column()
+                            )));
+                        }
+                    }
+                    merge.flush_group(&mut state, &mut next_state, out).await?;
+                    merge.group_key = Some(key);
+                    merge.group.push(row);
+                }
+                out.maybe_report().await?;
             }
-            counts.records_processed = Some(counts.records_processed.unwrap_or(0) + batch.len() as i64);
-            counts.records_updated = Some(counts.succeeded.total());
-            counts.records_failed = Some(counts.failed.total());
-            self.store.commit_batch(run.id, sync.id, &acked, &rejected, counts).await?;
-            report(step::LOADING, counts);
+            merge.flush_group(&mut state, &mut next_state, out).await?;
+            // What is left of the state has left the source.
+            while let Some(entry) = next_state.take() {
+                merge.state_only(entry, out).await?;
+                next_state = state.next().await.transpose()?;
+            }
+            Ok(())
+        }
+        .await;
+        drop(rx);
+        let _ = scan.await;
+        result
+    }
+}
+
+fn main_operation(b: Behavior) -> Operation {
+    match b {
+        Behavior::Upsert | Behavior::Mirror => Operation::Upsert,
+        Behavior::Update => Operation::Update,
+        Behavior::Create => Operation::Create,
+        Behavior::Append => Operation::Append,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Add,
+    Change,
+    Remove,
+}
+
+/// A row to deliver.
+struct Planned {
+    key: Vec<u8>,
+    identifier: String,
+    record: Map<String, Value>,
+    fingerprint: store::Fingerprint,
+    kind: Kind,
+}
+
+/// The merge of key-ordered source rows with key-ordered state.
+struct Merge<'a> {
+    sync: &'a SyncConfig,
+    mapper: &'a Mapper,
+    full_sync: bool,
+    key_order: KeyOrder,
+    key_idx: usize,
+    id_idx: usize,
+    buf: Vec<u8>,
+    /// Source rows sharing the current key (more than one: duplicates).
+    group: Vec<Vec<Value>>,
+    group_key: Option<(Vec<u8>, String)>,
+}
+
+impl Merge<'_> {
+    fn invalid(&self, identifier: Option<String>, row: &[Value], reason: String) -> RunRecordOutcome {
+        let payload = match self.mapper.map(row) {
+            Ok(m) => Value::Object(self.mapper.record(m)).to_string(),
+            Err(_) => Value::Array(row.to_vec()).to_string(),
+        };
+        RunRecordOutcome {
+            identifier,
+            kind: RecordKind::Invalid,
+            operation: main_operation(self.sync.behavior).as_str().into(),
+            reason,
+            payload: Some(payload),
+        }
+    }
+
+    /// Decide the current group against the state, consuming state entries up to its key.
+    async fn flush_group(
+        &mut self,
+        state: &mut futures_util::stream::BoxStream<'_, Result<StateEntry>>,
+        next_state: &mut Option<StateEntry>,
+        out: &mut Output<'_, '_>,
+    ) -> Result<()> {
+        let Some((key, identifier)) = self.group_key.take() else { return Ok(()) };
+        let rows = std::mem::take(&mut self.group);
+        let mut matched = None;
+        while let Some(entry) = next_state.take() {
+            if entry.key < key {
+                self.state_only(entry, out).await?;
+                *next_state = state.next().await.transpose()?;
+            } else {
+                if entry.key == key {
+                    matched = Some(entry);
+                    *next_state = state.next().await.transpose()?;
+                } else {
+                    *next_state = Some(entry);
+                }
+                break;
+            }
+        }
+        if rows.len() > 1 {
+            let n = rows.len();
+            for row in &rows {
+                let reason = format!(
+                    "duplicate {}: {n} source rows share it; make it unique in the model",
+                    if self.sync.unique_key.is_some() { "unique key" } else { "identifier" }
+                );
+                out.invalid(self.invalid(Some(identifier.clone()), row, reason)).await?;
+            }
+            return Ok(());
+        }
+        let Some(row) = rows.into_iter().next() else { return Ok(()) };
+        if self.id_idx != self.key_idx && row[self.id_idx].is_null() {
+            let reason = format!("null identifier in column {}", self.sync.primary_identifier.from);
+            return out.invalid(self.invalid(Some(identifier), &row, reason)).await;
+        }
+        let mapped = match self.mapper.map(&row) {
+            Ok(m) => m,
+            Err(why) => return out.invalid(self.invalid(Some(identifier), &row, why)).await,
+        };
+        let fingerprint = self.mapper.fingerprint(&mapped, &mut self.buf);
+        let kind = match (self.sync.behavior, matched) {
+            (_, None) => Kind::Add,
+            (Behavior::Create | Behavior::Append, Some(_)) => return out.unchanged(),
+            (_, Some(e)) if e.fingerprint == fingerprint && !self.full_sync => return out.unchanged(),
+            (_, Some(_)) => Kind::Change,
+        };
+        let _ = self.key_order;
+        out.planned(Planned { key, identifier, record: self.mapper.record(mapped), fingerprint, kind }).await
+    }
+
+    /// A state entry with no source row: mirror syncs delete it at the destination.
+    async fn state_only(&mut self, entry: StateEntry, out: &mut Output<'_, '_>) -> Result<()> {
+        if self.sync.behavior != Behavior::Mirror {
+            return Ok(());
+        }
+        let mut record = Map::new();
+        record.insert(self.sync.primary_identifier.to.clone(), key::identifier_value(&entry.key, &entry.identifier));
+        out.planned(Planned { key: entry.key, identifier: entry.identifier, record, fingerprint: 0, kind: Kind::Remove }).await
+    }
+}
+
+/// Where the merge's decisions go: to the destination, or into a dry-run report.
+enum Output<'a, 'r> {
+    Deliver(Delivery<'a>),
+    Plan { report: &'r mut PlanReport, samples: usize },
+}
+
+impl Output<'_, '_> {
+    async fn step(&mut self, step: &'static str) -> Result<()> {
+        if let Output::Deliver(d) = self {
+            d.counts.source_record_count = Some(0);
+            d.store.update_progress(d.run_id, step, d.counts).await?;
+            (d.progress)(&Progress { run_id: d.run_id, step, counts: d.counts.clone() });
         }
         Ok(())
+    }
+
+    fn source_row(&mut self) {
+        match self {
+            Output::Deliver(d) => d.counts.source_record_count = Some(d.counts.source_record_count.unwrap_or(0) + 1),
+            Output::Plan { report, .. } => report.source_rows += 1,
+        }
+    }
+
+    fn unchanged(&mut self) -> Result<()> {
+        if let Output::Plan { report, .. } = self {
+            report.unchanged += 1;
+        }
+        Ok(())
+    }
+
+    async fn invalid(&mut self, o: RunRecordOutcome) -> Result<()> {
+        match self {
+            Output::Deliver(d) => {
+                d.counts.records_invalid = Some(d.counts.records_invalid.unwrap_or(0) + 1);
+                d.invalid.push(o);
+                if d.invalid.len() >= INVALID_FLUSH {
+                    let invalid = std::mem::take(&mut d.invalid);
+                    d.commit(&[], invalid).await?;
+                }
+                Ok(())
+            }
+            Output::Plan { report, samples } => {
+                report.invalid += 1;
+                if report.samples.invalid.len() < *samples {
+                    report.samples.invalid.push(o);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn planned(&mut self, p: Planned) -> Result<()> {
+        match self {
+            Output::Deliver(d) => d.push(p).await,
+            Output::Plan { report, samples } => {
+                let (n, list) = match p.kind {
+                    Kind::Add => (&mut report.adds, &mut report.samples.adds),
+                    Kind::Change => (&mut report.changes, &mut report.samples.changes),
+                    Kind::Remove => (&mut report.removes, &mut report.samples.removes),
+                };
+                *n += 1;
+                if list.len() < *samples {
+                    list.push(Value::Object(p.record));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// While reading a large unchanged table, record progress now and then.
+    async fn maybe_report(&mut self) -> Result<()> {
+        if let Output::Deliver(d) = self {
+            if d.last_progress.elapsed() >= PROGRESS_EVERY {
+                d.last_progress = Instant::now();
+                d.store.update_progress(d.run_id, step::UNLOADING, d.counts).await?;
+                (d.progress)(&Progress { run_id: d.run_id, step: step::UNLOADING, counts: d.counts.clone() });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Batches planned rows per operation, sends them, and commits what was acknowledged.
+struct Delivery<'a> {
+    store: &'a dyn Store,
+    run_id: i64,
+    sync_id: i64,
+    dest: &'a dyn Destination,
+    retry: &'a RetryConfig,
+    batch_size: usize,
+    operation: Operation,
+    pending: Vec<Planned>,
+    removes: Vec<Planned>,
+    invalid: Vec<RunRecordOutcome>,
+    counts: &'a mut RunCounts,
+    ctl: &'a RunControl,
+    progress: ProgressFn<'a>,
+    last_progress: Instant,
+}
+
+impl Delivery<'_> {
+    fn refresh_planned(&mut self) {
+        let c = &mut *self.counts;
+        c.source_record_updates = Some(c.planned.adds + c.planned.changes);
+        c.source_record_deletes = Some(c.planned.removes);
+        c.records_invalid.get_or_insert(0);
+        c.records_processed.get_or_insert(0);
+        c.records_updated.get_or_insert(0);
+        c.records_failed.get_or_insert(0);
+    }
+
+    async fn push(&mut self, p: Planned) -> Result<()> {
+        match p.kind {
+            Kind::Add => self.counts.planned.adds += 1,
+            Kind::Change => self.counts.planned.changes += 1,
+            Kind::Remove => self.counts.planned.removes += 1,
+        }
+        self.refresh_planned();
+        if p.kind == Kind::Remove {
+            self.removes.push(p);
+            if self.removes.len() >= self.batch_size {
+                let batch = std::mem::take(&mut self.removes);
+                self.send(Operation::Delete, batch).await?;
+            }
+        } else {
+            self.pending.push(p);
+            if self.pending.len() >= self.batch_size {
+                let batch = std::mem::take(&mut self.pending);
+                self.send(self.operation, batch).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.refresh_planned();
+        if !self.pending.is_empty() {
+            let batch = std::mem::take(&mut self.pending);
+            self.send(self.operation, batch).await?;
+        }
+        if !self.removes.is_empty() {
+            let batch = std::mem::take(&mut self.removes);
+            self.send(Operation::Delete, batch).await?;
+        }
+        let invalid = std::mem::take(&mut self.invalid);
+        self.commit(&[], invalid).await
+    }
+
+    async fn commit(&mut self, changes: &[StateChange], outcomes: Vec<RunRecordOutcome>) -> Result<()> {
+        let cancel = self.store.commit_batch(self.run_id, self.sync_id, changes, &outcomes, self.counts).await?;
+        if cancel {
+            self.ctl.cancel.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, op: Operation, batch: Vec<Planned>) -> Result<()> {
+        self.ctl.check()?;
+        let records: Vec<OutRecord> = batch.iter().map(|r| OutRecord { identifier: &r.identifier, payload: &r.record }).collect();
+        let outcomes = send_with_retry(self.dest, self.retry, op, &records).await?;
+        drop(records);
+        let mut changes = Vec::with_capacity(batch.len());
+        let mut rejected = Vec::new();
+        for (row, outcome) in batch.into_iter().zip(outcomes) {
+            let c = &mut *self.counts;
+            let (ok, failed) = match row.kind {
+                Kind::Add => (&mut c.succeeded.adds, &mut c.failed.adds),
+                Kind::Change => (&mut c.succeeded.changes, &mut c.failed.changes),
+                Kind::Remove => (&mut c.succeeded.removes, &mut c.failed.removes),
+            };
+            match outcome {
+                Outcome::Accepted => {
+                    *ok += 1;
+                    changes.push(match row.kind {
+                        Kind::Remove => StateChange::Remove(row.key),
+                        _ => StateChange::Put(StateEntry { key: row.key, identifier: row.identifier, fingerprint: row.fingerprint }),
+                    });
+                }
+                Outcome::Rejected(reason) => {
+                    *failed += 1;
+                    rejected.push(RunRecordOutcome {
+                        identifier: Some(row.identifier),
+                        kind: RecordKind::Rejected,
+                        operation: op.as_str().into(),
+                        reason,
+                        payload: Some(Value::Object(row.record).to_string()),
+                    });
+                }
+            }
+            c.records_processed = Some(c.records_processed.unwrap_or(0) + 1);
+        }
+        self.counts.records_updated = Some(self.counts.succeeded.total());
+        self.counts.records_failed = Some(self.counts.failed.total());
+        rejected.append(&mut self.invalid);
+        self.commit(&changes, rejected).await?;
+        self.last_progress = Instant::now();
+        (self.progress)(&Progress { run_id: self.run_id, step: step::LOADING, counts: self.counts.clone() });
+        self.ctl.check()
     }
 }

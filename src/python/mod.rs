@@ -36,7 +36,7 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
         ErrorKind::RunNotFound => RunNotFoundError::new_err(msg),
         ErrorKind::SyncNotFound => SyncNotFoundError::new_err(msg),
         ErrorKind::RunState => RunStateError::new_err(msg),
-        ErrorKind::Other => SluicegateError::new_err(msg),
+        ErrorKind::Canceled | ErrorKind::Other => SluicegateError::new_err(msg),
     };
     let _ = err.value(py).setattr("causes", e.chain());
     let _ = err.value(py).setattr("kind", e.kind().as_str());

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
 use base64::Engine as _;
 use futures_util::TryStreamExt;
 use serde_json::Value;
@@ -15,8 +17,23 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRo
 use sqlx::{Column, Executor, Row, Statement, TypeInfo, ValueRef};
 
 use crate::config::{redact_url, Relation, SourceConfig, SourceKind};
+use crate::diff::key::KeyOrder;
 use crate::error::{Error, Result};
 
+/// Rows travel from the source in chunks of this many.
+pub const CHUNK_ROWS: usize = 1024;
+
+/// A chunk of rows, or the error that ended the scan.
+pub type Chunk = Result<Vec<Vec<Value>>>;
+
+/// A column of a relation and its type as the database names it.
+#[derive(Debug, Clone)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub type_name: String,
+}
+
+#[derive(Clone)]
 pub enum Source {
     Sqlite(SqlitePool),
     Postgres(PgPool),
@@ -76,56 +93,87 @@ impl Source {
         }
     }
 
-    /// The columns the relation has, in order.
-    pub async fn columns(&self, relation: &Relation) -> Result<Vec<String>> {
+    /// The columns the relation has, in order, with their types.
+    pub async fn columns(&self, relation: &Relation) -> Result<Vec<ColumnInfo>> {
         let sql = format!("SELECT * FROM {} LIMIT 0", from_clause(relation));
-        let names = match self {
+        let sql = || sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(sql.clone()));
+        let cols = match self {
             Source::Sqlite(pool) => {
-                let stmt = pool.prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(sql))).await.map_err(describe_err(relation))?;
-                stmt.columns().iter().map(|c| c.name().to_string()).collect()
+                let stmt = pool.prepare(sql()).await.map_err(describe_err(relation))?;
+                stmt.columns().iter().map(|c| ColumnInfo { name: c.name().to_string(), type_name: c.type_info().name().to_string() }).collect()
             }
             Source::Postgres(pool) => {
-                let stmt = pool.prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(sql))).await.map_err(describe_err(relation))?;
-                stmt.columns().iter().map(|c| c.name().to_string()).collect()
+                let stmt = pool.prepare(sql()).await.map_err(describe_err(relation))?;
+                stmt.columns().iter().map(|c| ColumnInfo { name: c.name().to_string(), type_name: c.type_info().name().to_string() }).collect()
             }
         };
-        Ok(names)
+        Ok(cols)
     }
 
-    /// Stream `columns` of every row of `relation` into `sink`, in order. Returns the row count.
-    pub async fn scan(
-        &self,
-        relation: &Relation,
-        columns: &[String],
-        sink: &mut (dyn FnMut(Vec<Value>) -> Result<()> + Send),
-    ) -> Result<u64> {
-        let mut n = 0u64;
+    /// How to order rows by `column` so that keys come byte-wise sorted (see
+    /// [`crate::diff::key`]): the `ORDER BY` expression and the order it yields.
+    pub fn order_by(&self, column: &ColumnInfo) -> (String, KeyOrder) {
+        let q = quote_ident(&column.name);
+        match self {
+            // BINARY collation is memcmp; SQLite puts integers before text, as the key tags do.
+            Source::Sqlite(_) => (format!("{q} COLLATE BINARY"), KeyOrder::Integer),
+            Source::Postgres(_) => match column.type_name.to_ascii_uppercase().as_str() {
+                "INT2" | "INT4" | "INT8" => (q, KeyOrder::Integer),
+                "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => (format!("{q} COLLATE \"C\""), KeyOrder::Text),
+                // A uuid's byte order is the order of its lower-case text.
+                "UUID" => (q, KeyOrder::Text),
+                _ => (format!("{q}::text COLLATE \"C\""), KeyOrder::Text),
+            },
+        }
+    }
+
+    /// Read `columns` of every row of `relation`, ordered by `order_by` when given, and send
+    /// them in chunks to `tx`. Stops early when the receiver is gone.
+    pub async fn scan(&self, relation: &Relation, columns: &[String], order_by: Option<&str>, tx: mpsc::Sender<Chunk>) {
+        if let Err(e) = self.scan_inner(relation, columns, order_by, &tx).await {
+            let _ = tx.send(Err(e)).await;
+        }
+    }
+
+    async fn scan_inner(&self, relation: &Relation, columns: &[String], order_by: Option<&str>, tx: &mpsc::Sender<Chunk>) -> Result<()> {
+        let list: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+        let order = order_by.map(|o| format!(" ORDER BY {o}")).unwrap_or_default();
+        let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+        macro_rules! push {
+            ($row:expr) => {{
+                chunk.push($row);
+                if chunk.len() == CHUNK_ROWS {
+                    if tx.send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS)))).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }};
+        }
         match self {
             Source::Sqlite(pool) => {
-                let list: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-                let sql = format!("SELECT {} FROM {}", list.join(", "), from_clause(relation));
+                let sql = format!("SELECT {} FROM {}{order}", list.join(", "), from_clause(relation));
                 let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(read_err(relation))? {
-                    sink(sqlite_values(&row, columns)?)?;
-                    n += 1;
+                    push!(sqlite_values(&row, columns)?);
                 }
             }
             Source::Postgres(pool) => {
-                let list: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-                let sql = format!("SELECT json_build_array({})::text FROM {}", list.join(", "), from_clause(relation));
+                let sql = format!("SELECT json_build_array({})::text FROM {}{order}", list.join(", "), from_clause(relation));
                 let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(read_err(relation))? {
-                    let text: String = row.try_get(0).map_err(read_err(relation))?;
-                    let values = match serde_json::from_str::<Value>(&text) {
+                    let text: &str = row.try_get(0).map_err(read_err(relation))?;
+                    let values = match serde_json::from_str::<Value>(text) {
                         Ok(Value::Array(v)) => v,
-                        _ => return Err(Error::source_err(format!("row {} of {}: Postgres returned malformed JSON", n + 1, describe(relation)))),
+                        _ => return Err(Error::source_err(format!("{}: Postgres returned a malformed row", describe(relation)))),
                     };
-                    sink(values)?;
-                    n += 1;
+                    push!(values);
                 }
             }
         }
-        Ok(n)
+        if !chunk.is_empty() {
+            let _ = tx.send(Ok(chunk)).await;
+        }
+        Ok(())
     }
 }
 

@@ -4,9 +4,11 @@
 mod migrations;
 mod sqlite;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::BoxStream;
 
 use serde::Serialize;
 
@@ -138,6 +140,7 @@ pub struct RunRecordOutcome {
 #[derive(Debug, Clone)]
 pub struct RunEnd {
     pub status: RunStatus,
+    pub canceled: bool,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub error_detail: Option<String>,
@@ -147,29 +150,76 @@ pub struct RunEnd {
 /// 128-bit fingerprint of a delivered payload.
 pub type Fingerprint = u128;
 
+/// One acknowledged row of a sync: its sort key, identifier and fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateEntry {
+    pub key: Vec<u8>,
+    pub identifier: String,
+    pub fingerprint: Fingerprint,
+}
+
+/// A change to the acknowledged state, written only after the destination acknowledged it.
+#[derive(Debug, Clone)]
+pub enum StateChange {
+    Put(StateEntry),
+    Remove(Vec<u8>),
+}
+
+/// The answer to a claim.
+#[derive(Debug)]
+pub enum Claim {
+    /// The run is ours and `working`.
+    Claimed(RunRecord),
+    /// Another run of the same sync is working; try again later.
+    Busy { working_run: i64 },
+    /// The run is no longer queued (finished, canceled, or claimed by someone else).
+    NotQueued(RunRecord),
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Beat {
+    /// False when the run is no longer working under this executor (its lease was taken).
+    pub still_owner: bool,
+    pub cancel_requested: bool,
+}
+
+/// Whether the process behind an executor id is alive: `Some(false)` only when it is certain
+/// (same host, process gone); `None` when unknown (another host: the lease decides).
+pub type Liveness<'a> = &'a (dyn Fn(&str) -> Option<bool> + Send + Sync);
+
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
     /// Insert a queued run and return its id.
     async fn create_run(&self, sync_id: i64, sync_name: &str, full_sync: bool, reason: &TriggerReason) -> Result<i64>;
-    /// Move a queued run to `working` for `executor`. Fails when the run is not queued or another
+    /// Move a queued run to `working` for `executor`, holding a lease of `lease`, unless another
     /// run of the same sync is working.
-    async fn claim_run(&self, run_id: i64, executor: &str) -> Result<RunRecord>;
+    async fn claim_run(&self, run_id: i64, executor: &str, lease: Duration) -> Result<Claim>;
+    /// Extend the lease of a working run and read its cancel flag.
+    async fn heartbeat(&self, run_id: i64, executor: &str, lease: Duration) -> Result<Beat>;
+    /// Fail working runs whose executor is gone (`alive` says so) or whose lease expired.
+    /// Returns how many runs were failed.
+    async fn reap_lost_runs(&self, alive: Liveness<'_>) -> Result<u64>;
+    /// Cancel a run: a queued run ends at once; a working run is flagged and its executor stops
+    /// after the batch in flight. Returns the run as it is now.
+    async fn request_cancel(&self, run_id: i64) -> Result<RunRecord>;
     async fn get_run(&self, run_id: i64) -> Result<RunRecord>;
     async fn list_runs(&self, sync_id: Option<i64>, limit: i64) -> Result<Vec<RunRecord>>;
     /// Record progress of a working run.
     async fn update_progress(&self, run_id: i64, step: &str, counts: &RunCounts) -> Result<()>;
-    /// Everything the destination acknowledged for this sync.
-    async fn load_state(&self, sync_id: i64) -> Result<HashMap<String, Fingerprint>>;
-    /// In one transaction: advance the state of acknowledged rows, record rows not delivered, and
-    /// save the run's counts. Called only after the destination answered.
+    /// Everything the destination acknowledged for this sync, in `key` order (byte-wise).
+    fn state_stream(&self, sync_id: i64) -> BoxStream<'_, Result<StateEntry>>;
+    /// In one transaction: apply acknowledged state changes, record rows not delivered, and save
+    /// the run's counts. Called only after the destination answered. Returns whether the run
+    /// has been asked to cancel.
     async fn commit_batch(
         &self,
         run_id: i64,
         sync_id: i64,
-        acknowledged: &[(String, Fingerprint)],
+        changes: &[StateChange],
         outcomes: &[RunRecordOutcome],
         counts: &RunCounts,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     async fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<RunRecord>;
     async fn run_records(&self, run_id: i64, limit: i64) -> Result<Vec<RunRecordOutcome>>;
 }
@@ -200,9 +250,21 @@ pub async fn open(url: &str, base_dir: &Path) -> Result<Arc<dyn Store>> {
     Ok(Arc::new(SqliteStore::open(&path).await?))
 }
 
-/// Current time as RFC 3339 UTC with milliseconds.
+/// Timestamps are stored in one fixed-width format so that text order is time order.
+const TS_FORMAT: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// A time as RFC 3339 UTC with milliseconds (fixed width).
+pub fn timestamp(t: time::OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC).format(TS_FORMAT).unwrap_or_default()
+}
+
+/// Now, as [`timestamp`].
 pub fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap_or(t);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    timestamp(time::OffsetDateTime::now_utc())
+}
+
+/// Now plus `d`, as [`timestamp`].
+pub fn now_plus(d: Duration) -> String {
+    timestamp(time::OffsetDateTime::now_utc() + d)
 }

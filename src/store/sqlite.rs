@@ -1,11 +1,11 @@
 //! SQLite state store: one file, WAL mode, every write batched into one transaction.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::migrations::SQLITE as MIGRATIONS;
@@ -198,29 +198,29 @@ impl Store for SqliteStore {
         Ok(id)
     }
 
-    async fn claim_run(&self, run_id: i64, executor: &str) -> Result<RunRecord> {
+    async fn claim_run(&self, run_id: i64, executor: &str, lease: Duration) -> Result<Claim> {
         let ts = now();
         let done = sqlx::query(
-            "UPDATE sync_runs SET status = 'working', executor = ?, started_at = ?, updated_at = ?, current_step = 'Checking source and destination configuration' \
+            "UPDATE sync_runs SET status = 'working', executor = ?, started_at = ?, updated_at = ?, heartbeat_at = ?, \
+             lease_expires_at = ?, current_step = 'Checking source and destination configuration' \
              WHERE id = ? AND status = 'queued' AND NOT EXISTS \
              (SELECT 1 FROM sync_runs o WHERE o.sync_id = sync_runs.sync_id AND o.status = 'working')",
         )
         .bind(executor)
         .bind(&ts)
         .bind(&ts)
+        .bind(&ts)
+        .bind(now_plus(lease))
         .bind(run_id)
         .execute(&self.pool)
         .await
         .context(ErrorKind::Store, self.err("cannot claim a run"))?;
         let run = self.get_run(run_id).await?;
         if done.rows_affected() == 1 {
-            return Ok(run);
+            return Ok(Claim::Claimed(run));
         }
         if run.status != RunStatus::Queued {
-            return Err(Error::new(
-                ErrorKind::RunState,
-                format!("run {run_id} is {}, not queued; trigger a new run", run.status.as_str()),
-            ));
+            return Ok(Claim::NotQueued(run));
         }
         let other: Option<i64> =
             sqlx::query_scalar("SELECT id FROM sync_runs WHERE sync_id = ? AND status = 'working' ORDER BY id LIMIT 1")
@@ -228,14 +228,104 @@ impl Store for SqliteStore {
                 .fetch_optional(&self.pool)
                 .await
                 .context(ErrorKind::Store, self.err("cannot read runs"))?;
-        Err(Error::new(
-            ErrorKind::RunState,
-            format!(
-                "sync {} already has run {} working; run {run_id} stays queued until it ends",
-                run.sync_id,
-                other.map(|o| o.to_string()).unwrap_or_else(|| "?".into())
-            ),
-        ))
+        match other {
+            Some(working_run) => Ok(Claim::Busy { working_run }),
+            // The other run ended between the two statements: let the caller try again.
+            None => Ok(Claim::Busy { working_run: 0 }),
+        }
+    }
+
+    async fn heartbeat(&self, run_id: i64, executor: &str, lease: Duration) -> Result<Beat> {
+        let ts = now();
+        let row = sqlx::query(
+            "UPDATE sync_runs SET heartbeat_at = ?, lease_expires_at = ? \
+             WHERE id = ? AND status = 'working' AND executor = ? RETURNING cancel_requested",
+        )
+        .bind(&ts)
+        .bind(now_plus(lease))
+        .bind(run_id)
+        .bind(executor)
+        .fetch_optional(&self.pool)
+        .await
+        .context(ErrorKind::Store, self.err("cannot record a heartbeat"))?;
+        Ok(match row {
+            Some(r) => Beat { still_owner: true, cancel_requested: r.try_get::<i64, _>(0).unwrap_or(0) != 0 },
+            None => Beat { still_owner: false, cancel_requested: false },
+        })
+    }
+
+    async fn reap_lost_runs(&self, alive: Liveness<'_>) -> Result<u64> {
+        let ts = now();
+        let rows = sqlx::query("SELECT id, executor, lease_expires_at FROM sync_runs WHERE status = 'working'")
+            .fetch_all(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot read working runs"))?;
+        let mut reaped = 0;
+        for row in rows {
+            let id: i64 = row.try_get(0).context(ErrorKind::Store, self.err("bad run"))?;
+            let executor: Option<String> = row.try_get(1).context(ErrorKind::Store, self.err("bad run"))?;
+            let lease: Option<String> = row.try_get(2).context(ErrorKind::Store, self.err("bad run"))?;
+            let executor = executor.unwrap_or_default();
+            let why = if alive(&executor) == Some(false) {
+                format!("executor lost: process {executor} ended without finishing the run")
+            } else if lease.as_deref().is_some_and(|l| l < ts.as_str()) {
+                format!(
+                    "executor lost: {executor} stopped renewing its lease (expired {})",
+                    lease.unwrap_or_default()
+                )
+            } else {
+                continue;
+            };
+            let msg = format!("{why}; the next run resumes from what the destination acknowledged");
+            let done = sqlx::query(
+                "UPDATE sync_runs SET status = 'failed', completed_at = ?, updated_at = ?, error_code = 'EXECUTOR_LOST', \
+                 error_message = ?, current_step = NULL, lease_expires_at = NULL WHERE id = ? AND status = 'working' AND executor IS ?",
+            )
+            .bind(&ts)
+            .bind(&ts)
+            .bind(&msg)
+            .bind(id)
+            .bind(&executor)
+            .execute(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot fail a lost run"))?;
+            reaped += done.rows_affected();
+        }
+        Ok(reaped)
+    }
+
+    async fn request_cancel(&self, run_id: i64) -> Result<RunRecord> {
+        let ts = now();
+        let run = self.get_run(run_id).await?;
+        match run.status {
+            RunStatus::Queued => {
+                sqlx::query(
+                    "UPDATE sync_runs SET status = 'failed', canceled = 1, cancel_requested = 1, completed_at = ?, updated_at = ?, \
+                     error_code = 'CANCELED', error_message = 'canceled before it started', current_step = NULL WHERE id = ? AND status = 'queued'",
+                )
+                .bind(&ts)
+                .bind(&ts)
+                .bind(run_id)
+                .execute(&self.pool)
+                .await
+                .context(ErrorKind::Store, self.err("cannot cancel a run"))?;
+            }
+            RunStatus::Working => {
+                sqlx::query("UPDATE sync_runs SET cancel_requested = 1, updated_at = ? WHERE id = ? AND status = 'working'")
+                    .bind(&ts)
+                    .bind(run_id)
+                    .execute(&self.pool)
+                    .await
+                    .context(ErrorKind::Store, self.err("cannot cancel a run"))?;
+            }
+            RunStatus::Completed | RunStatus::Failed => {
+                return Err(Error::new(
+                    ErrorKind::RunState,
+                    format!("run {run_id} already ended ({}); there is nothing to cancel", run.status.as_str()),
+                ));
+            }
+        }
+        self.get_run(run_id).await
     }
 
     async fn get_run(&self, run_id: i64) -> Result<RunRecord> {
@@ -273,38 +363,57 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn load_state(&self, sync_id: i64) -> Result<HashMap<String, Fingerprint>> {
-        use futures_util::TryStreamExt;
-        let mut out = HashMap::new();
-        let mut rows = sqlx::query("SELECT identifier, fingerprint FROM sync_state WHERE sync_id = ?").bind(sync_id).fetch(&self.pool);
-        while let Some(row) = rows.try_next().await.context(ErrorKind::Store, self.err("cannot read sync state"))? {
-            let id: String = row.try_get(0).context(ErrorKind::Store, self.err("bad identifier in sync state"))?;
-            let fp: Vec<u8> = row.try_get(1).context(ErrorKind::Store, self.err("bad fingerprint in sync state"))?;
-            let bytes: [u8; 16] = fp
-                .as_slice()
-                .try_into()
-                .map_err(|_| Error::store(format!("state store {}: fingerprint of {id:?} has {} bytes, expected 16", self.path.display(), fp.len())))?;
-            out.insert(id, u128::from_be_bytes(bytes));
-        }
-        Ok(out)
+    fn state_stream(&self, sync_id: i64) -> BoxStream<'_, Result<StateEntry>> {
+        let path = self.path.clone();
+        sqlx::query("SELECT sort_key, identifier, fingerprint FROM sync_state WHERE sync_id = ? ORDER BY sort_key")
+            .bind(sync_id)
+            .fetch(&self.pool)
+            .map(move |row| {
+                let bad = |what: &str| Error::store(format!("state store {}: {what}", path.display()));
+                let row = row.map_err(|e| bad("cannot read sync state").with_source(e))?;
+                let key: Vec<u8> = row.try_get(0).map_err(|e| bad("bad sort key in sync state").with_source(e))?;
+                let identifier: String = row.try_get(1).map_err(|e| bad("bad identifier in sync state").with_source(e))?;
+                let fp: &[u8] = row.try_get(2).map_err(|e| bad("bad fingerprint in sync state").with_source(e))?;
+                let bytes: [u8; 16] = fp
+                    .try_into()
+                    .map_err(|_| bad(&format!("fingerprint of {identifier:?} has {} bytes, expected 16", fp.len())))?;
+                Ok(StateEntry { key, identifier, fingerprint: u128::from_be_bytes(bytes) })
+            })
+            .boxed()
     }
 
     async fn commit_batch(
         &self,
         run_id: i64,
         sync_id: i64,
-        acknowledged: &[(String, Fingerprint)],
+        changes: &[StateChange],
         outcomes: &[RunRecordOutcome],
         counts: &RunCounts,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let puts: Vec<&StateEntry> = changes.iter().filter_map(|c| if let StateChange::Put(e) = c { Some(e) } else { None }).collect();
+        let removes: Vec<&Vec<u8>> = changes.iter().filter_map(|c| if let StateChange::Remove(k) = c { Some(k) } else { None }).collect();
         let mut tx = self.pool.begin().await.context(ErrorKind::Store, self.err("cannot begin a transaction"))?;
-        for chunk in acknowledged.chunks(ROWS_PER_INSERT) {
-            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO sync_state (sync_id, identifier, fingerprint, run_id) ");
-            qb.push_values(chunk, |mut b, (id, fp)| {
-                b.push_bind(sync_id).push_bind(id.clone()).push_bind(fp.to_be_bytes().to_vec()).push_bind(run_id);
+        for chunk in puts.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO sync_state (sync_id, sort_key, identifier, fingerprint, run_id) ");
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(sync_id)
+                    .push_bind(e.key.clone())
+                    .push_bind(e.identifier.clone())
+                    .push_bind(e.fingerprint.to_be_bytes().to_vec())
+                    .push_bind(run_id);
             });
-            qb.push(" ON CONFLICT (sync_id, identifier) DO UPDATE SET fingerprint = excluded.fingerprint, run_id = excluded.run_id");
+            qb.push(" ON CONFLICT (sync_id, sort_key) DO UPDATE SET identifier = excluded.identifier, fingerprint = excluded.fingerprint, run_id = excluded.run_id");
             qb.build().execute(&mut *tx).await.context(ErrorKind::Store, self.err("cannot write sync state"))?;
+        }
+        for chunk in removes.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM sync_state WHERE sync_id = ");
+            qb.push_bind(sync_id).push(" AND sort_key IN (");
+            let mut sep = qb.separated(", ");
+            for k in chunk {
+                sep.push_bind((*k).clone());
+            }
+            qb.push(")");
+            qb.build().execute(&mut *tx).await.context(ErrorKind::Store, self.err("cannot remove sync state"))?;
         }
         let ts = now();
         for chunk in outcomes.chunks(ROWS_PER_INSERT) {
@@ -325,10 +434,14 @@ impl Store for SqliteStore {
         }
         let mut qb = QueryBuilder::<Sqlite>::new("UPDATE sync_runs SET ");
         Self::push_counts(&mut qb, counts);
-        qb.push(" WHERE id = ").push_bind(run_id);
-        qb.build().execute(&mut *tx).await.context(ErrorKind::Store, self.err("cannot record run counts"))?;
+        qb.push(" WHERE id = ").push_bind(run_id).push(" RETURNING cancel_requested");
+        let cancel: Option<i64> = qb
+            .build_query_scalar()
+            .fetch_optional(&mut *tx)
+            .await
+            .context(ErrorKind::Store, self.err("cannot record run counts"))?;
         tx.commit().await.context(ErrorKind::Store, self.err("cannot commit a batch"))?;
-        Ok(())
+        Ok(cancel.unwrap_or(0) != 0)
     }
 
     async fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<RunRecord> {
@@ -336,7 +449,9 @@ impl Store for SqliteStore {
         qb.push_bind(end.status.as_str())
             .push(", completed_at = ")
             .push_bind(now())
-            .push(", current_step = NULL, executor = NULL, lease_expires_at = NULL, error_code = ")
+            .push(", canceled = ")
+            .push_bind(i64::from(end.canceled))
+            .push(", current_step = NULL, lease_expires_at = NULL, error_code = ")
             .push_bind(end.error_code.clone())
             .push(", error_message = ")
             .push_bind(end.error_message.clone())
@@ -344,7 +459,8 @@ impl Store for SqliteStore {
             .push_bind(end.error_detail.clone())
             .push(", ");
         Self::push_counts(&mut qb, &end.counts);
-        qb.push(" WHERE id = ").push_bind(run_id);
+        // Only the run's own executor finishes it: a run failed as "executor lost" stays failed.
+        qb.push(" WHERE id = ").push_bind(run_id).push(" AND status = 'working'");
         qb.build().execute(&self.pool).await.context(ErrorKind::Store, self.err("cannot finish a run"))?;
         self.get_run(run_id).await
     }

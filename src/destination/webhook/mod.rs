@@ -2,7 +2,9 @@
 //!
 //! Each batch is one `POST` of a JSON array of records (the mapped fields of each row) to the
 //! configured URL, with `Content-Type: application/json`, the configured headers, and
-//! `X-Sluicegate-Operation` (`upsert`), `X-Sluicegate-Sync` and, when set, `X-Sluicegate-Object`.
+//! `X-Sluicegate-Operation` (`upsert`, `update`, `create`, `delete` or `append`: one operation per
+//! batch), `X-Sluicegate-Key` (the record field that identifies a record), `X-Sluicegate-Sync`
+//! and, when set, `X-Sluicegate-Object`. A `delete` batch carries records holding only the key.
 //!
 //! Answers:
 //! - 2xx with a body `{"results": [{"index": 0, "status": "accepted"}, {"index": 1, "status":
@@ -34,9 +36,19 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub fn new(name: &str, cfg: &WebhookConfig, sync_name: &str, object: Option<&str>, client: reqwest::Client) -> Self {
+    pub fn new(
+        name: &str,
+        cfg: &WebhookConfig,
+        sync_name: &str,
+        object: Option<&str>,
+        key_field: &str,
+        client: reqwest::Client,
+    ) -> Self {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(v) = HeaderValue::from_str(key_field) {
+            headers.insert(HeaderName::from_static("x-sluicegate-key"), v);
+        }
         if let Ok(v) = HeaderValue::from_str(sync_name) {
             headers.insert(HeaderName::from_static("x-sluicegate-sync"), v);
         }

@@ -1,0 +1,203 @@
+//! Mapping a source row to a destination record: columns and constants to fields, optional
+//! type conversion, "don't sync nulls", and the canonical bytes that are fingerprinted.
+
+use serde_json::{Map, Value};
+
+use crate::config::{FieldSource, FieldType, SyncConfig};
+use crate::store::Fingerprint;
+
+enum From {
+    Column(usize),
+    Constant(Value),
+}
+
+struct Field {
+    to: String,
+    /// `"to":` as JSON, ready to write.
+    key_json: Vec<u8>,
+    from: From,
+    sync_nulls: bool,
+    field_type: Option<FieldType>,
+    /// For messages: `column lead_score` or `constant`.
+    origin: String,
+}
+
+/// A sync's mappings, resolved against the columns it selects, in destination-field order.
+pub struct Mapper {
+    fields: Vec<Field>,
+}
+
+/// A mapped row: field values in destination-field order (a `None` is a field left out).
+pub struct Mapped {
+    values: Vec<Option<Value>>,
+}
+
+impl Mapper {
+    /// `column_index` gives the position of a source column in the selected row.
+    pub fn new(sync: &SyncConfig, column_index: &dyn Fn(&str) -> usize) -> Mapper {
+        let mut fields: Vec<Field> = sync
+            .all_mappings()
+            .map(|m| {
+                let (from, origin) = match &m.source {
+                    FieldSource::Column(c) => (From::Column(column_index(c)), format!("column {c}")),
+                    FieldSource::Constant(v) => (From::Constant(v.clone()), "constant".to_string()),
+                };
+                let mut key_json = serde_json::to_vec(&m.to).unwrap_or_default();
+                key_json.push(b':');
+                Field { to: m.to.clone(), key_json, from, sync_nulls: m.sync_nulls, field_type: m.field_type, origin }
+            })
+            .collect();
+        // serde_json's Map orders keys as `String` does; the canonical bytes follow that order.
+        fields.sort_by(|a, b| a.to.cmp(&b.to));
+        Mapper { fields }
+    }
+
+    /// Map one row; `Err` is the reason the row is invalid.
+    pub fn map(&self, row: &[Value]) -> Result<Mapped, String> {
+        let mut values = Vec::with_capacity(self.fields.len());
+        for f in &self.fields {
+            let v = match &f.from {
+                From::Column(i) => row[*i].clone(),
+                From::Constant(v) => v.clone(),
+            };
+            let v = match (f.field_type, v) {
+                (_, Value::Null) => Value::Null,
+                (Some(t), v) => convert(v, t).map_err(|why| format!("field {} ({}): {why}", f.to, f.origin))?,
+                (None, v) => v,
+            };
+            values.push(if v.is_null() && !f.sync_nulls { None } else { Some(v) });
+        }
+        Ok(Mapped { values })
+    }
+
+    /// The canonical JSON of a mapped row (what [`Mapper::record`] serializes to) and its
+    /// fingerprint, written without building the record.
+    pub fn fingerprint(&self, m: &Mapped, buf: &mut Vec<u8>) -> Fingerprint {
+        buf.clear();
+        buf.push(b'{');
+        let mut first = true;
+        for (f, v) in self.fields.iter().zip(&m.values) {
+            if let Some(v) = v {
+                if !first {
+                    buf.push(b',');
+                }
+                first = false;
+                buf.extend_from_slice(&f.key_json);
+                let _ = serde_json::to_writer(&mut *buf, v);
+            }
+        }
+        buf.push(b'}');
+        xxhash_rust::xxh3::xxh3_128(buf)
+    }
+
+    /// The record sent to the destination.
+    pub fn record(&self, m: Mapped) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (f, v) in self.fields.iter().zip(m.values) {
+            if let Some(v) = v {
+                out.insert(f.to.clone(), v);
+            }
+        }
+        out
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Convert a non-null value to a destination field type.
+pub fn convert(v: Value, t: FieldType) -> Result<Value, String> {
+    match t {
+        FieldType::Json => Ok(v),
+        FieldType::String => Ok(Value::String(text(&v))),
+        FieldType::Integer => match &v {
+            Value::Number(n) if n.as_i64().is_some() || n.as_u64().is_some() => Ok(v),
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Value::from(f as i64)),
+                _ => Err(format!("{n} is not a whole number")),
+            },
+            Value::String(s) => s.trim().parse::<i64>().map(Value::from).map_err(|_| format!("{s:?} is not an integer")),
+            Value::Bool(b) => Ok(Value::from(i64::from(*b))),
+            other => Err(format!("{} is not an integer", other)),
+        },
+        FieldType::Number => match &v {
+            Value::Number(_) => Ok(v),
+            Value::String(s) => match s.trim().parse::<f64>().ok().filter(|f| f.is_finite()) {
+                // Keep the digits as written: "12.50" stays exact.
+                Some(_) => serde_json::from_str::<Value>(s.trim())
+                    .ok()
+                    .filter(Value::is_number)
+                    .map(Ok)
+                    .unwrap_or_else(|| Err(format!("{s:?} is not a number"))),
+                None => Err(format!("{s:?} is not a number")),
+            },
+            other => Err(format!("{} is not a number", other)),
+        },
+        FieldType::Boolean => match &v {
+            Value::Bool(_) => Ok(v),
+            Value::Number(n) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => Ok(Value::Bool(n.as_i64() == Some(1))),
+            Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "t" | "yes" | "1" => Ok(Value::Bool(true)),
+                "false" | "f" | "no" | "0" => Ok(Value::Bool(false)),
+                _ => Err(format!("{s:?} is not a boolean")),
+            },
+            other => Err(format!("{} is not a boolean", other)),
+        },
+        FieldType::Datetime => match &v {
+            Value::String(s) => datetime(s).ok_or_else(|| format!("{s:?} is not an ISO-8601 date or timestamp")),
+            other => Err(format!("{} is not an ISO-8601 date or timestamp", other)),
+        },
+    }
+}
+
+/// `2026-01-31T12:00:00+02:00`, `2026-01-31 12:00:00` (taken as UTC) or `2026-01-31` → UTC.
+fn datetime(s: &str) -> Option<Value> {
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+    let s = s.trim();
+    let t = if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        t
+    } else if let Ok(t) = time::PrimitiveDateTime::parse(s, format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")) {
+        t.assume_utc()
+    } else if let Ok(t) =
+        time::PrimitiveDateTime::parse(s, format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond]"))
+    {
+        t.assume_utc()
+    } else if let Ok(t) = time::PrimitiveDateTime::parse(s, format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]")) {
+        t.assume_utc()
+    } else if let Ok(d) = time::Date::parse(s, format_description!("[year]-[month]-[day]")) {
+        d.midnight().assume_utc()
+    } else {
+        return None;
+    };
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let fmt = if t.nanosecond() == 0 {
+        t.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
+    } else {
+        t.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"))
+    };
+    fmt.ok().map(Value::String)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn conversions() {
+        assert_eq!(convert(json!("42"), FieldType::Integer).unwrap(), json!(42));
+        assert!(convert(json!("4x"), FieldType::Integer).unwrap_err().contains("not an integer"));
+        assert_eq!(convert(json!(3.0), FieldType::Integer).unwrap(), json!(3));
+        assert_eq!(convert(json!("12.50"), FieldType::Number).unwrap().to_string(), "12.50");
+        assert_eq!(convert(json!(1), FieldType::Boolean).unwrap(), json!(true));
+        assert_eq!(convert(json!(12), FieldType::String).unwrap(), json!("12"));
+        assert_eq!(convert(json!("2026-03-01T10:00:00+02:00"), FieldType::Datetime).unwrap(), json!("2026-03-01T08:00:00Z"));
+        assert_eq!(convert(json!("2026-03-01"), FieldType::Datetime).unwrap(), json!("2026-03-01T00:00:00Z"));
+        assert!(convert(json!("yesterday"), FieldType::Datetime).is_err());
+    }
+}
