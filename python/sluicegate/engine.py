@@ -9,7 +9,7 @@ extension; constructing an :class:`Engine` does.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from sluicegate import _core
@@ -88,6 +88,22 @@ class Engine:
     def list_runs(self, sync: int | str | None = None, *, limit: int = 20) -> list[Run]:
         """Return the most recent runs, newest first, optionally of one sync only."""
         return cast("list[Run]", self._core.list_runs(sync, limit))
+
+    def cancel(self, run_id: int) -> Run:
+        """Cancel a run: a queued run ends at once; a working run stops after the batch in
+        flight and ends ``failed`` with ``canceled: True``. Returns the run as it is now.
+
+        :raises RunStateError: the run already ended.
+        """
+        return cast("Run", self._core.cancel(run_id))
+
+    def plan(self, sync: int | str, *, full_sync: bool = False, samples: int = 3) -> dict[str, Any]:
+        """Dry run: what a run would send now, touching neither the destination nor the state.
+
+        Returns counts (``source_rows``, ``adds``, ``changes``, ``removes``, ``invalid``,
+        ``unchanged``) and up to ``samples`` records of each kind under ``samples``.
+        """
+        return cast("dict[str, Any]", self._core.plan(sync, full_sync, samples))
 
     def rejections(self, run_id: int, *, limit: int = 1000) -> list[Rejection]:
         """Rows of a run that were not delivered (invalid or rejected), with the reason.

@@ -49,6 +49,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Dry run: what a run would send now (counts and sample records), touching neither the
+    /// destination nor the state.
+    Plan {
+        /// Sync id or name.
+        sync: String,
+        #[arg(long)]
+        full_sync: bool,
+        /// Sample records per kind.
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run: a queued run ends at once, a working one after the batch in flight.
+    Cancel { run_id: i64 },
     /// List recent runs.
     Runs {
         /// Only runs of this sync (id or name).
@@ -103,6 +118,9 @@ enum Emulator {
         /// Message in the body of failed requests.
         #[arg(long)]
         fail_message: Option<String>,
+        /// Count records without keeping them (for benchmarks with millions of rows).
+        #[arg(long)]
+        discard: bool,
         /// Fail every request after the first N.
         #[arg(long, value_name = "N")]
         fail_after: Option<u64>,
@@ -166,6 +184,25 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(if run.status == RunStatus::Completed { 0 } else { 1 })
         }
+        Command::Plan { sync, full_sync, samples, json } => {
+            let engine = open_engine(&cli).await?;
+            let report = engine.plan(&SyncRef::parse(sync), *full_sync, *samples).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                print_plan(&report);
+            }
+            Ok(0)
+        }
+        Command::Cancel { run_id } => {
+            let engine = open_engine(&cli).await?;
+            let run = engine.cancel(*run_id).await?;
+            match run.status {
+                RunStatus::Working => println!("run {run_id}: cancel requested; it stops after the batch in flight"),
+                _ => println!("run {run_id}: {}{}", run.status.as_str(), if run.canceled { " (canceled)" } else { "" }),
+            }
+            Ok(0)
+        }
         Command::Runs { sync, limit, json } => {
             let engine = open_engine(&cli).await?;
             let runs = engine.list_runs(sync.as_deref().map(SyncRef::parse).as_ref(), *limit).await?;
@@ -187,7 +224,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Emulate { which: Emulator::Webhook { host, port, fail_rate, fail_status, fail_message, fail_after, reject_if } } => {
+        Command::Emulate { which: Emulator::Webhook { host, port, fail_rate, fail_status, fail_message, discard, fail_after, reject_if } } => {
             let mut reject = Vec::new();
             for spec in reject_if {
                 reject.push(RejectRule::parse(spec)?);
@@ -199,7 +236,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             if let Some(m) = fail_message {
                 faults.fail_message = m.clone();
             }
-            let emu = WebhookEmulator::start(SocketAddr::new(*host, *port), WebhookEmulatorConfig { faults, reject }).await?;
+            let emu = WebhookEmulator::start(SocketAddr::new(*host, *port), WebhookEmulatorConfig { faults, reject, discard: *discard }).await?;
             println!("{}", emu.url);
             let _ = std::io::stdout().flush();
             eprintln!(
@@ -318,6 +355,29 @@ pub(crate) fn print_run(run: &RunRecord) {
     }
     if c.records_failed.unwrap_or(0) + c.records_invalid.unwrap_or(0) > 0 {
         println!("  see the rows not delivered: sluicegate rejections {}", run.id);
+    }
+}
+
+fn print_plan(p: &crate::engine::PlanReport) {
+    println!(
+        "plan for sync {} ({}, {}{}): {} source rows",
+        p.sync_id,
+        p.sync_name,
+        p.behavior,
+        if p.full_sync { ", full sync" } else { "" },
+        p.source_rows
+    );
+    println!("  add {}  change {}  remove {}  invalid {}  unchanged {}", p.adds, p.changes, p.removes, p.invalid, p.unchanged);
+    let show = |label: &str, items: &[serde_json::Value]| {
+        for item in items {
+            println!("  {label:<7} {item}");
+        }
+    };
+    show("add", &p.samples.adds);
+    show("change", &p.samples.changes);
+    show("remove", &p.samples.removes);
+    for o in &p.samples.invalid {
+        println!("  invalid {}: {}", o.identifier.as_deref().unwrap_or("(no identifier)"), o.reason);
     }
 }
 

@@ -81,6 +81,8 @@ impl RejectRule {
 pub struct WebhookEmulatorConfig {
     pub faults: Faults,
     pub reject: Vec<RejectRule>,
+    /// Count records but keep none (benchmarks with millions of rows).
+    pub discard: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -105,6 +107,7 @@ struct Inner {
     store: std::collections::BTreeMap<String, Value>,
     faults: Faults,
     reject: Vec<RejectRule>,
+    discard: bool,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -216,6 +219,7 @@ async fn receive(State(s): State<Shared>, headers: axum::http::HeaderMap, body: 
             r.pattern.is_match(&text_of(v)).then(|| format!("{} {:?} is not accepted (emulator rule /{}/)", r.field, text_of(v), r.pattern))
         });
         let hit = match (hit, &key_field) {
+            (None, Some(_)) if inner.discard => None,
             (None, Some(k)) => apply(&mut inner, &op, k, &rec).err(),
             (hit, _) => hit,
         };
@@ -226,7 +230,9 @@ async fn receive(State(s): State<Shared>, headers: axum::http::HeaderMap, body: 
             }
             None => {
                 inner.stats.records_accepted += 1;
-                inner.records.push(rec);
+                if !inner.discard {
+                    inner.records.push(rec);
+                }
                 results.push(json!({"index": i, "status": "accepted"}));
             }
         }
@@ -281,7 +287,7 @@ async fn set_faults(State(s): State<Shared>, Json(f): Json<Faults>) -> Json<Valu
 impl WebhookEmulator {
     /// Start serving on `addr` (port 0 picks a free port) in the current tokio runtime.
     pub async fn start(addr: SocketAddr, config: WebhookEmulatorConfig) -> Result<WebhookEmulator> {
-        let shared: Shared = Arc::new(Mutex::new(Inner { faults: config.faults, reject: config.reject, ..Default::default() }));
+        let shared: Shared = Arc::new(Mutex::new(Inner { faults: config.faults, reject: config.reject, discard: config.discard, ..Default::default() }));
         let app = Router::new()
             .route("/_emulator/received", get(received))
             .route("/_emulator/reset", post(reset))

@@ -177,6 +177,21 @@ impl PyEngine {
         to_py(py, &json(&runs))
     }
 
+    /// Cancel a run: a queued run ends at once, a working run after the batch in flight.
+    /// Returns the run as it is now.
+    fn cancel<'py>(&self, py: Python<'py>, run_id: i64) -> PyResult<Bound<'py, PyAny>> {
+        let run = self.call(py, move |e| Box::pin(async move { e.cancel(run_id).await }))?;
+        to_py(py, &json(&run))
+    }
+
+    /// Dry run: counts and sample records of what a run would send now.
+    #[pyo3(signature = (sync, full_sync = false, samples = 3))]
+    fn plan<'py>(&self, py: Python<'py>, sync: &Bound<'_, PyAny>, full_sync: bool, samples: usize) -> PyResult<Bound<'py, PyAny>> {
+        let sync = sync_ref(sync)?;
+        let report = self.call(py, move |e| Box::pin(async move { e.plan(&sync, full_sync, samples).await }))?;
+        to_py(py, &json(&report))
+    }
+
     /// Rows of a run that were not delivered: invalid or rejected, with the reason.
     #[pyo3(signature = (run_id, limit = 1000))]
     fn rejections<'py>(&self, py: Python<'py>, run_id: i64, limit: i64) -> PyResult<Bound<'py, PyAny>> {
