@@ -118,6 +118,9 @@ enum Emulator {
         /// Message in the body of failed requests.
         #[arg(long)]
         fail_message: Option<String>,
+        /// Milliseconds to wait before answering each request.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
         /// Count records without keeping them (for benchmarks with millions of rows).
         #[arg(long)]
         discard: bool,
@@ -224,7 +227,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Emulate { which: Emulator::Webhook { host, port, fail_rate, fail_status, fail_message, discard, fail_after, reject_if } } => {
+        Command::Emulate { which: Emulator::Webhook { host, port, fail_rate, fail_status, fail_message, latency_ms, discard, fail_after, reject_if } } => {
             let mut reject = Vec::new();
             for spec in reject_if {
                 reject.push(RejectRule::parse(spec)?);
@@ -232,7 +235,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             if !(0.0..=1.0).contains(fail_rate) {
                 return Err(Error::other("--fail-rate must be between 0 and 1"));
             }
-            let mut faults = Faults { fail_rate: *fail_rate, fail_status: *fail_status, fail_after: *fail_after, ..Default::default() };
+            let mut faults = Faults { fail_rate: *fail_rate, fail_status: *fail_status, fail_after: *fail_after, latency_ms: *latency_ms, ..Default::default() };
             if let Some(m) = fail_message {
                 faults.fail_message = m.clone();
             }

@@ -16,7 +16,8 @@
 //!   "store": {key: record}}`.
 //! - `POST /_emulator/reset[?store=true]`: forget the arrival log and stats (and the keyed store).
 //! - `PUT /_emulator/faults` with `{"fail_rate", "fail_status", "fail_message", "fail_after"}`:
-//!   change faults (`fail_after: N` fails every request after the first N).
+//!   change faults (`fail_after: N` fails every request after the first N; `latency_ms` delays
+//!   every answer).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,9 @@ pub struct Faults {
     /// goes down mid-run).
     #[serde(default)]
     pub fail_after: Option<u64>,
+    /// Milliseconds to wait before answering each request (a slow destination).
+    #[serde(default)]
+    pub latency_ms: u64,
 }
 
 fn default_fail_status() -> u16 {
@@ -56,7 +60,7 @@ fn default_fail_message() -> String {
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { fail_rate: 0.0, fail_status: default_fail_status(), fail_message: default_fail_message(), fail_after: None }
+        Faults { fail_rate: 0.0, fail_status: default_fail_status(), fail_message: default_fail_message(), fail_after: None, latency_ms: 0 }
     }
 }
 
@@ -190,6 +194,10 @@ fn apply(inner: &mut Inner, op: &str, key_field: &str, rec: &Value) -> std::resu
 async fn receive(State(s): State<Shared>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
     let op = header(&headers, "x-sluicegate-operation").unwrap_or("upsert").to_string();
     let key_field = header(&headers, "x-sluicegate-key").map(str::to_string);
+    let latency = lock(&s).faults.latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
     let mut inner = lock(&s);
     let n = inner.stats.requests;
     inner.stats.requests += 1;

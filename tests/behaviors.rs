@@ -1,0 +1,302 @@
+//! Sync behaviors, mapping options, one working run per sync, cancellation, lost executors and
+//! dry runs, against the webhook emulator's CRM-like keyed store.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{emulator, reason, run, write_project, Warehouse};
+use serde_json::{json, Value};
+use sluicegate::config::SyncRef;
+use sluicegate::emulator::webhook::Faults;
+use sluicegate::engine::{no_progress, Engine, EngineOptions};
+use sluicegate::store::{Claim, RecordKind, RunStatus};
+use sluicegate::ErrorKind;
+
+fn project(url: &str, syncs: &str) -> String {
+    format!(
+        r#"
+sources:
+  warehouse:
+    url: sqlite://warehouse.db
+destinations:
+  hook:
+    type: webhook
+    url: {url}/crm
+    batch_size: 20
+    retry: {{max_attempts: 2, initial_backoff: 10ms}}
+syncs:
+{syncs}"#
+    )
+}
+
+fn sync(id: i64, behavior: &str, relation: &str, extra: &str) -> String {
+    format!(
+        "  - id: {id}\n    name: s{id}\n    source: {{connection: warehouse, {relation}}}\n    destination: {{connection: hook}}\n    \
+         primary_identifier: {{from: email, to: email}}\n    mappings:\n      - {{from: name, to: name}}\n      - {{from: score, to: score}}\n    \
+         behavior: {behavior}\n{extra}"
+    )
+}
+
+async fn open_with(dir: &std::path::Path, text: &str, lease: Option<Duration>) -> Engine {
+    let p = write_project(dir, text);
+    Engine::open(&p, EngineOptions { lease, ..Default::default() }).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_only_rejects_unknown_records_instead_of_creating_them() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 100).await;
+    let emu = emulator().await;
+    let syncs = sync(1, "upsert", "query: SELECT * FROM contacts WHERE id <= 60", "") + &sync(2, "update", "table: contacts", "");
+    let engine = open_with(dir.path(), &project(&emu.url, &syncs), None).await;
+    assert_eq!(run(&engine, 1, false).await.counts.records_updated, Some(60));
+    let r = run(&engine, 2, false).await;
+    assert_eq!(r.status, RunStatus::Completed);
+    assert_eq!((r.counts.records_processed, r.counts.records_updated, r.counts.records_failed), (Some(100), Some(60), Some(40)));
+    assert_eq!(emu.stats().stored, 60, "nothing was created");
+    let rejected = engine.run_records(r.id, 100).await.unwrap();
+    assert_eq!(rejected.len(), 40);
+    assert!(rejected.iter().all(|o| o.operation == "update" && o.reason.contains("an update cannot create it")), "{:?}", rejected[0]);
+    // Rejected rows are retried by the next run; accepted ones are not resent.
+    let r = run(&engine, 2, false).await;
+    assert_eq!((r.counts.records_processed, r.counts.records_failed), (Some(40), Some(40)));
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_only_never_resends_delivered_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::create(dir.path(), 50).await;
+    let emu = emulator().await;
+    let engine = open_with(dir.path(), &project(&emu.url, &sync(1, "create", "table: contacts", "")), None).await;
+    assert_eq!(run(&engine, 1, false).await.counts.records_updated, Some(50));
+    wh.exec("UPDATE contacts SET score = 999 WHERE id <= 10").await;
+    wh.exec("INSERT INTO contacts VALUES (51, 'user51@example.com', 'User 51', 1, 0)").await;
+    emu.reset();
+    let r = run(&engine, 1, false).await;
+    assert_eq!((r.counts.planned.adds, r.counts.planned.changes, r.counts.records_processed), (1, 0, Some(1)));
+    assert_eq!(emails(&emu.records()), ["user51@example.com"]);
+    assert_eq!(emu.store()["user1@example.com"]["score"], 1, "the changed row was not sent");
+    let e = engine.trigger(&SyncRef::Id(1), true, &reason()).await.unwrap_err();
+    assert!(e.to_string().contains("no full sync"), "{e}");
+    emu.stop().await;
+}
+
+fn emails(records: &[Value]) -> Vec<String> {
+    records.iter().map(|r| r["email"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_deletes_what_left_the_source_and_keeps_invalid_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::create(dir.path(), 100).await;
+    let emu = emulator().await;
+    let engine = open_with(dir.path(), &project(&emu.url, &sync(1, "mirror", "table: contacts", "")), None).await;
+    assert_eq!(run(&engine, 1, false).await.counts.records_updated, Some(100));
+    assert_eq!(emu.stats().stored, 100);
+
+    wh.exec("DELETE FROM contacts WHERE id > 90").await; // 10 rows leave the source
+    wh.exec("UPDATE contacts SET score = -5 WHERE id <= 5").await; // 5 change
+    // user4's row takes user3's identifier: user3 is now duplicated (invalid, must stay at the
+    // destination), user4 left the source (deleted).
+    wh.exec("UPDATE contacts SET email = 'user3@example.com' WHERE id = 4").await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!(r.counts.records_invalid, Some(2));
+    assert_eq!((r.counts.planned.changes, r.counts.planned.removes), (3, 11), "1, 2, 5 changed; 4 and 91..100 left");
+    assert_eq!((r.counts.succeeded.removes, r.counts.source_record_deletes), (11, Some(11)));
+    let store = emu.store();
+    assert_eq!(store.len(), 89);
+    assert!(store.contains_key("user3@example.com"), "an invalid row is not deleted");
+    assert!(!store.contains_key("user4@example.com") && !store.contains_key("user95@example.com"));
+    assert_eq!(store["user5@example.com"]["score"], -5);
+    let r = run(&engine, 1, false).await;
+    assert_eq!((r.counts.records_processed, r.counts.planned.removes), (Some(0), 0), "deletes were acknowledged");
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_sends_each_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::create(dir.path(), 1).await;
+    wh.exec("CREATE TABLE events (event_id TEXT, email TEXT, name TEXT, score INTEGER)").await;
+    wh.exec("INSERT INTO events VALUES ('e1', 'a@x.io', 'signup', 1), ('e2', 'a@x.io', 'login', 2), ('e3', 'b@x.io', 'signup', 3), ('e4', 'c@x.io', 'x', 1), ('e4', 'c@x.io', 'y', 2), ('e5', NULL, 'z', 1)").await;
+    let emu = emulator().await;
+    let s = sync(1, "append", "table: events", "    unique_key: event_id\n");
+    let engine = open_with(dir.path(), &project(&emu.url, &s), None).await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!((r.counts.records_updated, r.counts.records_invalid), (Some(3), Some(3)), "e4 twice, e5 without identifier");
+    let invalid = engine.run_records(r.id, 10).await.unwrap();
+    assert_eq!(invalid.iter().filter(|o| o.reason.starts_with("duplicate unique key")).count(), 2);
+    assert!(invalid.iter().any(|o| o.reason.starts_with("null identifier in column email")));
+    // Two events for the same person are two events.
+    assert_eq!(emu.records().iter().filter(|r| r["email"] == "a@x.io").count(), 2);
+
+    wh.exec("UPDATE events SET score = 100 WHERE event_id = 'e1'").await; // never resent
+    wh.exec("INSERT INTO events VALUES ('e6', 'a@x.io', 'purchase', 9)").await;
+    emu.reset();
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.counts.records_updated, Some(1));
+    assert_eq!(emu.records(), vec![json!({"email": "a@x.io", "name": "purchase", "score": 9})]);
+    let e = engine.trigger(&SyncRef::Id(1), true, &reason()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constants_null_handling_and_field_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::create(dir.path(), 4).await;
+    wh.exec("ALTER TABLE contacts ADD COLUMN signup TEXT").await;
+    wh.exec("UPDATE contacts SET signup = '2026-03-01 10:00:00' WHERE id = 1").await;
+    wh.exec("UPDATE contacts SET signup = 'last tuesday' WHERE id = 2").await;
+    wh.exec("UPDATE contacts SET name = NULL WHERE id = 3").await;
+    let emu = emulator().await;
+    let s = "  - id: 1\n    name: typed\n    source: {connection: warehouse, table: contacts}\n    destination: {connection: hook}\n    \
+             primary_identifier: {from: email, to: email}\n    mappings:\n      - {from: name, to: name, sync_nulls: false}\n      \
+             - {from: score, to: score, type: string}\n      - {from: signup, to: signup_at, type: datetime}\n      \
+             - {constant: warehouse, to: lead_source}\n      - {constant: 3, to: tier}\n";
+    let engine = open_with(dir.path(), &project(&emu.url, s), None).await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!((r.counts.records_updated, r.counts.records_invalid), (Some(3), Some(1)));
+    let store = emu.store();
+    assert_eq!(
+        store["user1@example.com"],
+        json!({"email": "user1@example.com", "name": "User 1", "score": "1", "signup_at": "2026-03-01T10:00:00Z", "lead_source": "warehouse", "tier": 3})
+    );
+    assert!(!store["user3@example.com"].as_object().unwrap().contains_key("name"), "a null with sync_nulls: false is left out");
+    assert_eq!(store["user4@example.com"]["signup_at"], Value::Null, "nulls are sent by default");
+    let invalid = engine.run_records(r.id, 10).await.unwrap();
+    assert_eq!(invalid.len(), 1);
+    assert_eq!(invalid[0].kind, RecordKind::Invalid);
+    assert_eq!(invalid[0].identifier.as_deref(), Some("user2@example.com"));
+    assert!(invalid[0].reason.contains("field signup_at (column signup): \"last tuesday\" is not an ISO-8601"), "{}", invalid[0].reason);
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_waits_for_the_working_one() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 200).await;
+    let emu = emulator().await;
+    emu.set_faults(Faults { latency_ms: 20, ..Faults::default() });
+    let text = project(&emu.url, &sync(1, "upsert", "table: contacts", ""));
+    let a = open_with(dir.path(), &text, None).await;
+    let b = open_with(dir.path(), &text, None).await; // a second executor sharing the store
+    let r1 = a.trigger(&SyncRef::Id(1), false, &reason()).await.unwrap();
+    let r2 = b.trigger(&SyncRef::Id(1), false, &reason()).await.unwrap();
+    let (x, y) = tokio::join!(a.run(r1, &no_progress), b.run(r2, &no_progress));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!((x.status, y.status), (RunStatus::Completed, RunStatus::Completed));
+    let (first, second) = if x.started_at < y.started_at { (&x, &y) } else { (&y, &x) };
+    assert!(second.started_at.as_deref().unwrap() >= first.completed_at.as_deref().unwrap(), "runs overlapped: {first:?} {second:?}");
+    assert_eq!(first.counts.records_updated, Some(200));
+    assert_eq!(second.counts.records_processed, Some(0), "the second run diffs against the first's acknowledged state");
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_within_a_batch_and_the_next_run_sends_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 400).await;
+    let emu = emulator().await;
+    emu.set_faults(Faults { latency_ms: 30, ..Faults::default() });
+    let text = project(&emu.url, &sync(1, "upsert", "table: contacts", ""));
+    let engine = std::sync::Arc::new(open_with(dir.path(), &text, None).await);
+    let other = open_with(dir.path(), &text, None).await;
+    let id = engine.trigger(&SyncRef::Id(1), false, &reason()).await.unwrap();
+    let task = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.run(id, &no_progress).await })
+    };
+    while emu.stats().requests < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let asked = other.cancel(id).await.unwrap();
+    assert_eq!(asked.status, RunStatus::Working);
+    let requests_at_cancel = emu.stats().requests;
+    let r = task.await.unwrap().unwrap();
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(r.canceled);
+    assert_eq!(r.error_code.as_deref(), Some("CANCELED"));
+    assert!(emu.stats().requests <= requests_at_cancel + 1, "stopped within one batch");
+    let delivered = r.counts.records_updated.unwrap();
+    assert!(delivered > 0 && delivered < 400, "{delivered}");
+    assert_eq!(emu.stats().stored as i64, delivered, "state reflects exactly what was delivered");
+    emu.set_faults(Faults::default());
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.counts.records_updated, Some(400 - delivered));
+    assert_eq!(emu.stats().duplicates, 0);
+    // A finished run cannot be canceled; a queued one ends at once.
+    assert_eq!(engine.cancel(r.id).await.unwrap_err().kind(), ErrorKind::RunState);
+    let q = engine.trigger(&SyncRef::Id(1), false, &reason()).await.unwrap();
+    let c = engine.cancel(q).await.unwrap();
+    assert!(c.status == RunStatus::Failed && c.canceled);
+    assert!(engine.run(q, &no_progress).await.unwrap().canceled);
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_of_lost_executors_fail_and_the_next_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 30).await;
+    let emu = emulator().await;
+    let text = project(&emu.url, &sync(1, "upsert", "table: contacts", ""));
+    let engine = open_with(dir.path(), &text, Some(Duration::from_secs(3600))).await;
+    let store = engine.store().clone();
+
+    // An executor on another host stops heartbeating: its lease expires.
+    let id = engine.trigger(&SyncRef::Id(1), false, &reason()).await.unwrap();
+    assert!(matches!(store.claim_run(id, "elsewhere:42:7", Duration::from_millis(300)).await.unwrap(), Claim::Claimed(_)));
+    assert_eq!(engine.get_run(id).await.unwrap().status, RunStatus::Working);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let lost = engine.get_run(id).await.unwrap();
+    assert_eq!(lost.status, RunStatus::Failed);
+    assert_eq!(lost.error_code.as_deref(), Some("EXECUTOR_LOST"));
+    assert!(lost.error_message.as_deref().unwrap().contains("executor lost: elsewhere:42:7 stopped renewing its lease"), "{lost:?}");
+
+    // A process on this host that is gone: failed at once, whatever its lease.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    child.wait().unwrap();
+    let id = engine.trigger(&SyncRef::Id(1), false, &reason()).await.unwrap();
+    let dead = format!("{host}:{pid}:12345");
+    assert!(matches!(store.claim_run(id, &dead, Duration::from_secs(3600)).await.unwrap(), Claim::Claimed(_)));
+    let next = engine.trigger(&SyncRef::Id(1), false, &reason()).await.unwrap();
+    let r = engine.run(next, &no_progress).await.unwrap();
+    assert_eq!(r.status, RunStatus::Completed, "not blocked by the dead run");
+    assert_eq!(r.counts.records_updated, Some(30));
+    let lost = engine.get_run(id).await.unwrap();
+    assert!(lost.error_message.unwrap().contains(&format!("process {dead} ended")));
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_touches_neither_destination_nor_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::create(dir.path(), 40).await;
+    let emu = emulator().await;
+    let engine = open_with(dir.path(), &project(&emu.url, &sync(1, "mirror", "table: contacts", "")), None).await;
+    let p = engine.plan(&SyncRef::Id(1), false, 2).await.unwrap();
+    assert_eq!((p.source_rows, p.adds, p.changes, p.removes, p.invalid), (40, 40, 0, 0, 0));
+    assert_eq!(p.samples.adds.len(), 2);
+    assert_eq!(emu.stats().requests, 0);
+    run(&engine, 1, false).await;
+    wh.exec("DELETE FROM contacts WHERE id <= 3").await;
+    wh.exec("UPDATE contacts SET score = 0 WHERE id = 10").await;
+    wh.exec("UPDATE contacts SET email = NULL WHERE id = 11").await;
+    let before = emu.stats().requests;
+    let p = engine.plan(&SyncRef::Id(1), false, 5).await.unwrap();
+    assert_eq!((p.adds, p.changes, p.removes, p.invalid, p.unchanged), (0, 1, 4, 1, 35));
+    assert_eq!(p.samples.removes.len(), 4);
+    assert_eq!(p.samples.changes[0]["email"], "user10@example.com");
+    assert_eq!(emu.stats().requests, before);
+    let p2 = engine.plan(&SyncRef::Id(1), true, 0).await.unwrap();
+    assert_eq!(p2.changes, 36, "a full sync resends every valid row");
+    let r = run(&engine, 1, false).await;
+    assert_eq!((r.counts.planned.changes, r.counts.planned.removes), (1, 4), "the plan changed no state");
+    emu.stop().await;
+}
