@@ -288,7 +288,7 @@ async fn validate(cli: &Cli, offline: bool) -> Result<i32> {
     let mut failed = 0;
     for sync in &engine.project().syncs {
         match engine.check_sync(sync).await {
-            Ok((_, columns)) => println!(
+            Ok((_, _, columns)) => println!(
                 "ok    sync {} ({}): source `{}` ({} columns) -> destination `{}` ({})",
                 sync.id,
                 sync.name,

@@ -20,12 +20,12 @@ use crate::error::{Error, Result};
 /// Keys allowed at each level; the docs and the unknown-key errors both come from these lists.
 pub mod keys {
     pub const TOP: &[&str] = &["version", "state", "sources", "destinations", "syncs"];
-    pub const SOURCE: &[&str] = &["url"];
+    pub const SOURCE: &[&str] = &["url", "dbt_manifest"];
     pub const WEBHOOK: &[&str] = &["type", "url", "batch_size", "headers", "timeout", "retry"];
     pub const RETRY: &[&str] = &["max_attempts", "initial_backoff", "max_backoff"];
     pub const SYNC: &[&str] =
         &["id", "name", "source", "destination", "primary_identifier", "mappings", "behavior", "unique_key"];
-    pub const SYNC_SOURCE: &[&str] = &["connection", "table", "query"];
+    pub const SYNC_SOURCE: &[&str] = &["connection", "table", "query", "dbt_model"];
     pub const SYNC_DESTINATION: &[&str] = &["connection", "object"];
     pub const IDENTIFIER: &[&str] = &["from", "to"];
     pub const MAPPING: &[&str] = &["from", "constant", "to", "sync_nulls", "type"];
@@ -91,6 +91,9 @@ pub struct SourceConfig {
     pub name: String,
     pub url: Secret,
     pub kind: SourceKind,
+    /// The dbt project's `target/manifest.json`, for syncs that name a `dbt_model`
+    /// (default: `target/manifest.json` beside the project file).
+    pub dbt_manifest: PathBuf,
     pub pos: Pos,
 }
 
@@ -139,8 +142,12 @@ impl DestinationConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Relation {
+    /// A table or view: `name` or `schema.name`.
     Table(String),
+    /// A SELECT statement.
     Query(String),
+    /// A dbt model by name, resolved to its relation through the source's dbt manifest.
+    DbtModel(String),
 }
 
 /// What a sync does at the destination (Census's behaviors).
@@ -707,8 +714,14 @@ fn load_project(d: &mut Diag, root: &Node, path: PathBuf, display_path: String, 
 fn load_source(d: &mut Diag, node: &Node, path: &str, name: &str, dir: &Path) -> Option<SourceConfig> {
     let mut o = obj(d, node, path, keys::SOURCE)?;
     let url_node = o.req(d, "url", "e.g. `sqlite://warehouse.db` or `postgres://user:${PGPASSWORD}@host/db`");
+    let manifest = o.get("dbt_manifest").and_then(|n| nonempty_string(d, n, &join(path, "dbt_manifest")));
     o.finish(d);
     let url_node = url_node?;
+    let dbt_manifest = match manifest {
+        Some(m) if Path::new(&m).is_absolute() => PathBuf::from(m),
+        Some(m) => dir.join(m),
+        None => dir.join("target").join("manifest.json"),
+    };
     let url = nonempty_string(d, url_node, &join(path, "url"))?;
     let kind = if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         let file = rest.split('?').next().unwrap_or("");
@@ -731,7 +744,7 @@ fn load_source(d: &mut Diag, node: &Node, path: &str, name: &str, dir: &Path) ->
         );
         return None;
     };
-    Some(SourceConfig { name: name.to_string(), url: Secret(url), kind, pos: node.pos })
+    Some(SourceConfig { name: name.to_string(), url: Secret(url), kind, dbt_manifest, pos: node.pos })
 }
 
 fn load_destination(d: &mut Diag, node: &Node, path: &str, name: &str) -> Option<DestinationConfig> {
@@ -944,25 +957,24 @@ fn load_sync(
                     None
                 }
             });
-            let table = so.get("table");
-            let query = so.get("query");
-            relation = match (table, query) {
-                (Some(t), None) => {
-                    relation_pos = t.pos;
-                    relation_path = join(&sp, "table");
-                    nonempty_string(d, t, &relation_path).map(Relation::Table)
+            let given: Vec<(&str, &Node)> =
+                ["table", "query", "dbt_model"].into_iter().filter_map(|k| so.get(k).map(|n| (k, n))).collect();
+            relation = match given.as_slice() {
+                [(k, n)] => {
+                    relation_pos = n.pos;
+                    relation_path = join(&sp, k);
+                    nonempty_string(d, n, &relation_path).map(|v| match *k {
+                        "table" => Relation::Table(v),
+                        "query" => Relation::Query(v),
+                        _ => Relation::DbtModel(v),
+                    })
                 }
-                (None, Some(q)) => {
-                    relation_pos = q.pos;
-                    relation_path = join(&sp, "query");
-                    nonempty_string(d, q, &relation_path).map(Relation::Query)
-                }
-                (Some(_), Some(_)) => {
-                    d.err(so.key_pos("query"), &join(&sp, "query"), "give either `table` or `query`, not both");
+                [] => {
+                    d.err(sn.pos, &sp, "missing `table` (a table or view name), `query` (a SELECT statement) or `dbt_model` (a dbt model name)");
                     None
                 }
-                (None, None) => {
-                    d.err(sn.pos, &sp, "missing `table` (a table or view name) or `query` (a SELECT statement)");
+                [_, (k, _), ..] => {
+                    d.err(so.key_pos(k), &join(&sp, k), "give one of `table`, `query` or `dbt_model`, not several");
                     None
                 }
             };

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 pub use map::{convert, Mapper};
 
-use crate::config::{did_you_mean, Behavior, DestinationConfig, DestinationKind, Project, RetryConfig, SyncConfig, SyncRef};
+use crate::config::{did_you_mean, Behavior, DestinationConfig, DestinationKind, Project, Relation, RetryConfig, SyncConfig, SyncRef};
 use crate::deliver::send_with_retry;
 use crate::destination::webhook::Webhook;
 use crate::destination::{Destination, Operation, OutRecord, Outcome};
@@ -278,13 +278,27 @@ impl Engine {
         self.store.request_cancel(run_id).await
     }
 
-    /// Connect to the sync's source and check that every mapped column exists.
-    pub async fn check_sync(&self, sync: &SyncConfig) -> Result<(Source, Vec<ColumnInfo>)> {
+    /// Connect to the sync's source, resolve its relation (a dbt model to the table dbt built),
+    /// and check that every mapped column exists.
+    pub async fn check_sync(&self, sync: &SyncConfig) -> Result<(Source, Relation, Vec<ColumnInfo>)> {
         let src_cfg = &self.project.sources[&sync.source];
+        let located = |e: Error| {
+            let msg = self.project.located(sync.relation_pos, &sync.relation_path, e.message());
+            Error::new(e.kind(), format!("sync {} ({}): {msg}", sync.id, sync.name)).with_source(e)
+        };
+        let relation = crate::source::resolve(&sync.relation, src_cfg).map_err(located)?;
         let source = Source::connect(src_cfg).await.map_err(|e| self.sync_error(sync, e))?;
-        let columns = match source.columns(&sync.relation).await {
+        let columns = match source.columns(&relation).await {
             Ok(c) => c,
             Err(e) => {
+                let e = match &sync.relation {
+                    Relation::DbtModel(m) => Error::source_err(format!(
+                        "dbt model `{m}` is not readable in the warehouse ({}): has it been built (`dbt run` / `dbt build`)?",
+                        e.message()
+                    ))
+                    .with_source(e),
+                    _ => e,
+                };
                 let msg = self.project.located(sync.relation_pos, &sync.relation_path, e.message());
                 return Err(Error::source_err(format!("sync {} ({}): {msg}", sync.id, sync.name)).with_source(e));
             }
@@ -316,7 +330,7 @@ impl Engine {
                 problems.join("\n  ")
             )));
         }
-        Ok((source, columns))
+        Ok((source, relation, columns))
     }
 
     fn sync_error(&self, sync: &SyncConfig, e: Error) -> Error {
@@ -479,7 +493,7 @@ impl Engine {
     /// Read the source in key order, merge it with the acknowledged state, and hand every
     /// planned, unchanged and invalid row to `out`.
     async fn diff(&self, sync: &SyncConfig, full_sync: bool, out: &mut Output<'_, '_>, ctl: Option<&RunControl>) -> Result<()> {
-        let (source, columns) = self.check_sync(sync).await?;
+        let (source, relation, columns) = self.check_sync(sync).await?;
         out.step(step::UNLOADING).await?;
 
         // Select each needed column once: the state key first.
@@ -507,7 +521,7 @@ impl Engine {
 
         let (tx, mut rx) = mpsc::channel::<Chunk>(4);
         let scan = {
-            let (source, relation, select) = (source.clone(), sync.relation.clone(), select.clone());
+            let (source, select) = (source.clone(), select.clone());
             tokio::spawn(async move { source.scan(&relation, &select, Some(&order_sql), tx).await })
         };
         let result: Result<()> = async {

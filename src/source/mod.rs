@@ -5,6 +5,8 @@
 //! `json_build_array`, so numerics keep every digit and timestamps come out in ISO-8601 (the
 //! session time zone is UTC).
 
+pub mod dbt;
+
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -44,9 +46,19 @@ pub fn quote_ident(name: &str) -> String {
     name.split('.').map(|part| format!("\"{}\"", part.replace('"', "\"\""))).collect::<Vec<_>>().join(".")
 }
 
+/// Resolve a `dbt_model` to the query of the relation dbt built for it; other relations as they are.
+pub fn resolve(relation: &Relation, source: &SourceConfig) -> Result<Relation> {
+    match relation {
+        Relation::DbtModel(model) => Ok(Relation::Query(format!("SELECT * FROM {}", dbt::resolve(&source.dbt_manifest, model)?))),
+        other => Ok(other.clone()),
+    }
+}
+
 fn from_clause(relation: &Relation) -> String {
     match relation {
         Relation::Table(t) => quote_ident(t),
+        // Resolved by `resolve` before any SQL is written; quoted as a table name otherwise.
+        Relation::DbtModel(m) => quote_ident(m),
         Relation::Query(q) => {
             let q = q.trim().trim_end_matches(';').trim_end();
             format!("({q}) AS sluicegate_src")
@@ -180,6 +192,7 @@ impl Source {
 fn describe(relation: &Relation) -> String {
     match relation {
         Relation::Table(t) => format!("table {t:?}"),
+        Relation::DbtModel(m) => format!("dbt model {m:?}"),
         Relation::Query(_) => "the query".to_string(),
     }
 }
@@ -188,6 +201,7 @@ fn describe_err(relation: &Relation) -> impl FnOnce(sqlx::Error) -> Error + '_ {
     move |e| {
         let hint = match relation {
             Relation::Table(_) => "check that the table exists (has the dbt model been built?) and that the name is right",
+            Relation::DbtModel(_) => "the model is in the dbt manifest but not in the warehouse: has it been built (`dbt run` / `dbt build`)?",
             Relation::Query(_) => "check that the query runs in your warehouse",
         };
         Error::source_err(format!("cannot read {}: {hint}", describe(relation))).with_source(e)
