@@ -40,7 +40,8 @@ fn sync(id: i64, behavior: &str, relation: &str, extra: &str) -> String {
 
 async fn open_with(dir: &std::path::Path, text: &str, lease: Option<Duration>) -> Engine {
     let p = write_project(dir, text);
-    Engine::open(&p, EngineOptions { lease, ..Default::default() }).await.unwrap()
+    let state = common::state_for(dir).await;
+    Engine::open(&p, EngineOptions { lease, state, ..Default::default() }).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

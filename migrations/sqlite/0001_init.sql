@@ -40,6 +40,8 @@ CREATE TABLE sync_runs (
 );
 CREATE INDEX sync_runs_by_sync ON sync_runs (sync_id, id);
 CREATE INDEX sync_runs_active ON sync_runs (sync_id) WHERE status IN ('queued', 'working');
+-- At most one working run per sync, whatever the race between executors.
+CREATE UNIQUE INDEX sync_runs_one_working ON sync_runs (sync_id) WHERE status = 'working';
 
 -- One row per identifier the destination acknowledged: the fingerprint of what it holds.
 -- sort_key orders identifiers byte-wise the way the source is read (integers before text,

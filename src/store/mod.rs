@@ -1,7 +1,9 @@
 //! The state store: runs, acknowledged row state (identifier → fingerprint) and the rows a
 //! run did not deliver. SQLite by default; the [`Store`] trait is the seam for other backends.
 
+mod common;
 mod migrations;
+mod postgres;
 mod sqlite;
 
 use std::path::Path;
@@ -12,6 +14,7 @@ use futures_util::stream::BoxStream;
 
 use serde::Serialize;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::error::{Error, Result};
@@ -224,24 +227,35 @@ pub trait Store: Send + Sync {
     async fn run_records(&self, run_id: i64, limit: i64) -> Result<Vec<RunRecordOutcome>>;
 }
 
+/// Why a working run counts as lost, if it does: its executor's process is gone (same host), or
+/// its lease expired before `now`.
+pub(crate) fn lost_reason(executor: &str, lease: Option<&str>, now: &str, alive: Liveness<'_>) -> Option<String> {
+    let why = if alive(executor) == Some(false) {
+        format!("executor lost: process {executor} ended without finishing the run")
+    } else if let Some(l) = lease.filter(|l| *l < now) {
+        format!("executor lost: {executor} stopped renewing its lease (expired {l})")
+    } else {
+        return None;
+    };
+    Some(format!("{why}; the next run resumes from what the destination acknowledged"))
+}
+
 /// The default state store URL for a project file: `sluicegate_state.db` beside it.
 pub fn default_state_url(project_dir: &Path) -> String {
     format!("sqlite://{}", project_dir.join("sluicegate_state.db").display())
 }
 
-/// Open (and migrate) the store a URL names: `sqlite:///abs/path.db`, `sqlite://rel.db` (relative
-/// to `base_dir`), or a plain file path.
+/// Open (and migrate) the store a URL names: `postgres://user:pw@host:5432/db`, `sqlite:///abs/path.db`,
+/// `sqlite://rel.db` (relative to `base_dir`), or a plain file path.
 pub async fn open(url: &str, base_dir: &Path) -> Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(Error::store(
-            "a Postgres state store is not supported by this version; use a SQLite file (`sqlite:///path/state.db`)",
-        ));
+        return Ok(Arc::new(PgStore::open(url).await?));
     }
     let file = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
     let file = file.split('?').next().unwrap_or(file);
     if file.is_empty() || file.contains("://") {
         return Err(Error::store(format!(
-            "unsupported state store URL {:?}; use `sqlite:///abs/path/state.db`",
+            "unsupported state store URL {:?}; use `sqlite:///abs/path/state.db` or `postgres://user@host:5432/db`",
             crate::config::redact_url(url)
         )));
     }

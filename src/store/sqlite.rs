@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::common::{push_counts, run_from_row, RUN_COLUMNS};
 use super::migrations::SQLITE as MIGRATIONS;
 use super::*;
 use crate::error::{Context, ErrorKind};
@@ -19,12 +20,6 @@ pub struct SqliteStore {
 
 /// SQLite allows 32766 bound parameters per statement; stay well below.
 const ROWS_PER_INSERT: usize = 2000;
-
-const RUN_COLUMNS: &str = "id, sync_id, sync_name, status, created_at, updated_at, started_at, completed_at, \
-    scheduled_execution_time, error_code, error_message, error_detail, canceled, full_sync, trigger_tag, \
-    trigger_detail, current_step, source_record_count, source_record_updates, source_record_deletes, \
-    records_invalid, records_processed, records_updated, records_failed, planned_adds, planned_changes, \
-    planned_removes, succeeded_adds, succeeded_changes, succeeded_removes, failed_adds, failed_changes, failed_removes";
 
 fn store_err(what: impl Into<String>) -> impl FnOnce() -> String {
     let what = what.into();
@@ -103,78 +98,6 @@ impl SqliteStore {
         sqlx::raw_sql(end).execute(&mut *conn).await.context(ErrorKind::Store, self.err("cannot finish the migration"))?;
         result
     }
-
-    fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
-        let get = |e: sqlx::Error| Error::store("cannot decode a run from the state store").with_source(e);
-        let invalid: Option<i64> = row.try_get("records_invalid").map_err(get)?;
-        Ok(RunRecord {
-            id: row.try_get("id").map_err(get)?,
-            sync_id: row.try_get("sync_id").map_err(get)?,
-            sync_name: row.try_get("sync_name").map_err(get)?,
-            status: RunStatus::parse(row.try_get::<&str, _>("status").map_err(get)?)?,
-            created_at: row.try_get("created_at").map_err(get)?,
-            updated_at: row.try_get("updated_at").map_err(get)?,
-            started_at: row.try_get("started_at").map_err(get)?,
-            completed_at: row.try_get("completed_at").map_err(get)?,
-            scheduled_execution_time: row.try_get("scheduled_execution_time").map_err(get)?,
-            error_code: row.try_get("error_code").map_err(get)?,
-            error_message: row.try_get("error_message").map_err(get)?,
-            error_detail: row.try_get("error_detail").map_err(get)?,
-            canceled: row.try_get::<i64, _>("canceled").map_err(get)? != 0,
-            full_sync: row.try_get::<i64, _>("full_sync").map_err(get)? != 0,
-            sync_trigger_reason: TriggerReason {
-                ui_tag: row.try_get("trigger_tag").map_err(get)?,
-                ui_detail: row.try_get("trigger_detail").map_err(get)?,
-            },
-            current_step: row.try_get("current_step").map_err(get)?,
-            counts: RunCounts {
-                source_record_count: row.try_get("source_record_count").map_err(get)?,
-                source_record_updates: row.try_get("source_record_updates").map_err(get)?,
-                source_record_deletes: row.try_get("source_record_deletes").map_err(get)?,
-                records_invalid: invalid,
-                records_processed: row.try_get("records_processed").map_err(get)?,
-                records_updated: row.try_get("records_updated").map_err(get)?,
-                records_failed: row.try_get("records_failed").map_err(get)?,
-                planned: OpCounts {
-                    adds: row.try_get("planned_adds").map_err(get)?,
-                    changes: row.try_get("planned_changes").map_err(get)?,
-                    removes: row.try_get("planned_removes").map_err(get)?,
-                },
-                succeeded: OpCounts {
-                    adds: row.try_get("succeeded_adds").map_err(get)?,
-                    changes: row.try_get("succeeded_changes").map_err(get)?,
-                    removes: row.try_get("succeeded_removes").map_err(get)?,
-                },
-                failed: OpCounts {
-                    adds: row.try_get("failed_adds").map_err(get)?,
-                    changes: row.try_get("failed_changes").map_err(get)?,
-                    removes: row.try_get("failed_removes").map_err(get)?,
-                },
-            },
-            source_record_invalids: invalid,
-        })
-    }
-
-    fn push_counts(qb: &mut QueryBuilder<Sqlite>, c: &RunCounts) {
-        let mut sep = qb.separated(", ");
-        sep.push("source_record_count = ").push_bind_unseparated(c.source_record_count);
-        sep.push("source_record_updates = ").push_bind_unseparated(c.source_record_updates);
-        sep.push("source_record_deletes = ").push_bind_unseparated(c.source_record_deletes);
-        sep.push("records_invalid = ").push_bind_unseparated(c.records_invalid);
-        sep.push("records_processed = ").push_bind_unseparated(c.records_processed);
-        sep.push("records_updated = ").push_bind_unseparated(c.records_updated);
-        sep.push("records_failed = ").push_bind_unseparated(c.records_failed);
-        sep.push("planned_adds = ").push_bind_unseparated(c.planned.adds);
-        sep.push("planned_changes = ").push_bind_unseparated(c.planned.changes);
-        sep.push("planned_removes = ").push_bind_unseparated(c.planned.removes);
-        sep.push("succeeded_adds = ").push_bind_unseparated(c.succeeded.adds);
-        sep.push("succeeded_changes = ").push_bind_unseparated(c.succeeded.changes);
-        sep.push("succeeded_removes = ").push_bind_unseparated(c.succeeded.removes);
-        sep.push("failed_adds = ").push_bind_unseparated(c.failed.adds);
-        sep.push("failed_changes = ").push_bind_unseparated(c.failed.changes);
-        sep.push("failed_removes = ").push_bind_unseparated(c.failed.removes);
-        sep.push("updated_at = ").push_bind_unseparated(now());
-    }
 }
 
 #[async_trait::async_trait]
@@ -213,10 +136,15 @@ impl Store for SqliteStore {
         .bind(now_plus(lease))
         .bind(run_id)
         .execute(&self.pool)
-        .await
-        .context(ErrorKind::Store, self.err("cannot claim a run"))?;
+        .await;
+        // The unique index on working runs refuses a second one: the sync is busy.
+        let claimed = match done {
+            Ok(d) => d.rows_affected() == 1,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => false,
+            Err(e) => return Err(Error::store(format!("state store {}: cannot claim a run", self.path.display())).with_source(e)),
+        };
         let run = self.get_run(run_id).await?;
-        if done.rows_affected() == 1 {
+        if claimed {
             return Ok(Claim::Claimed(run));
         }
         if run.status != RunStatus::Queued {
@@ -266,17 +194,7 @@ impl Store for SqliteStore {
             let executor: Option<String> = row.try_get(1).context(ErrorKind::Store, self.err("bad run"))?;
             let lease: Option<String> = row.try_get(2).context(ErrorKind::Store, self.err("bad run"))?;
             let executor = executor.unwrap_or_default();
-            let why = if alive(&executor) == Some(false) {
-                format!("executor lost: process {executor} ended without finishing the run")
-            } else if lease.as_deref().is_some_and(|l| l < ts.as_str()) {
-                format!(
-                    "executor lost: {executor} stopped renewing its lease (expired {})",
-                    lease.unwrap_or_default()
-                )
-            } else {
-                continue;
-            };
-            let msg = format!("{why}; the next run resumes from what the destination acknowledged");
+            let Some(msg) = lost_reason(&executor, lease.as_deref(), &ts, alive) else { continue };
             let done = sqlx::query(
                 "UPDATE sync_runs SET status = 'failed', completed_at = ?, updated_at = ?, error_code = 'EXECUTOR_LOST', \
                  error_message = ?, current_step = NULL, lease_expires_at = NULL WHERE id = ? AND status = 'working' AND executor IS ?",
@@ -336,7 +254,7 @@ impl Store for SqliteStore {
             .await
             .context(ErrorKind::Store, self.err("cannot read a run"))?;
         match row {
-            Some(row) => Self::run_from_row(&row),
+            Some(row) => run_from_row(&row),
             None => Err(Error::new(ErrorKind::RunNotFound, format!("no sync run with id {run_id} in {}", self.path.display()))),
         }
     }
@@ -351,13 +269,13 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .context(ErrorKind::Store, self.err("cannot list runs"))?;
-        rows.iter().map(Self::run_from_row).collect()
+        rows.iter().map(run_from_row).collect()
     }
 
     async fn update_progress(&self, run_id: i64, step: &str, counts: &RunCounts) -> Result<()> {
         let mut qb = QueryBuilder::<Sqlite>::new("UPDATE sync_runs SET current_step = ");
         qb.push_bind(step.to_string()).push(", ");
-        Self::push_counts(&mut qb, counts);
+        push_counts(&mut qb, counts);
         qb.push(" WHERE id = ").push_bind(run_id);
         qb.build().execute(&self.pool).await.context(ErrorKind::Store, self.err("cannot record progress"))?;
         Ok(())
@@ -433,7 +351,7 @@ impl Store for SqliteStore {
             qb.build().execute(&mut *tx).await.context(ErrorKind::Store, self.err("cannot record rejected rows"))?;
         }
         let mut qb = QueryBuilder::<Sqlite>::new("UPDATE sync_runs SET ");
-        Self::push_counts(&mut qb, counts);
+        push_counts(&mut qb, counts);
         qb.push(" WHERE id = ").push_bind(run_id).push(" RETURNING cancel_requested");
         let cancel: Option<i64> = qb
             .build_query_scalar()
@@ -458,7 +376,7 @@ impl Store for SqliteStore {
             .push(", error_detail = ")
             .push_bind(end.error_detail.clone())
             .push(", ");
-        Self::push_counts(&mut qb, &end.counts);
+        push_counts(&mut qb, &end.counts);
         // Only the run's own executor finishes it: a run failed as "executor lost" stays failed.
         qb.push(" WHERE id = ").push_bind(run_id).push(" AND status = 'working'");
         qb.build().execute(&self.pool).await.context(ErrorKind::Store, self.err("cannot finish a run"))?;

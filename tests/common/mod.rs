@@ -95,8 +95,29 @@ pub fn write_project(dir: &Path, text: &str) -> PathBuf {
     p
 }
 
+/// The state store for a test's directory: the default SQLite file, or, when
+/// `SLUICEGATE_TEST_STATE_PG` names a Postgres server (an admin URL), a database of its own
+/// for this directory, so that the same tests cover both stores.
+pub async fn state_for(dir: &Path) -> Option<String> {
+    let admin = std::env::var("SLUICEGATE_TEST_STATE_PG").ok().filter(|s| !s.is_empty())?;
+    let name = format!("sg_{:016x}", xxhash_rust::xxh3::xxh3_64(dir.to_string_lossy().as_bytes()));
+    let pool = sqlx::PgPool::connect(&admin).await.expect("SLUICEGATE_TEST_STATE_PG must be reachable");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    if !exists {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let (base, _) = admin.rsplit_once('/').expect("an admin URL ends with /DATABASE");
+    Some(format!("{base}/{name}"))
+}
+
 pub async fn open(project: &Path) -> Engine {
-    Engine::open(project, EngineOptions::default()).await.unwrap()
+    let state = state_for(project.parent().unwrap()).await;
+    Engine::open(project, EngineOptions { state, ..Default::default() }).await.unwrap()
 }
 
 pub fn reason() -> TriggerReason {

@@ -1,0 +1,395 @@
+//! Postgres state store, for shared use (several Airflow workers, `sluicegate serve` replicas).
+//! Tables live in the schema `sluicegate` of the database the URL names; TLS, `sslmode` and
+//! `sslrootcert` (private CAs) come from the URL as libpq spells them.
+
+use std::str::FromStr;
+
+use futures_util::stream::{BoxStream, StreamExt};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Executor, QueryBuilder, Row};
+
+use super::common::{push_counts, run_from_row, RUN_COLUMNS};
+use super::migrations::POSTGRES as MIGRATIONS;
+use super::*;
+use crate::error::{Context, ErrorKind};
+
+pub struct PgStore {
+    pool: PgPool,
+    /// The URL without credentials, for messages.
+    shown: String,
+}
+
+/// Any number that identifies our migration lock among the database's advisory locks.
+const MIGRATION_LOCK: i64 = 0x5149_6765_5347;
+
+impl PgStore {
+    pub async fn open(url: &str) -> Result<PgStore> {
+        let shown = crate::config::redact_url(url);
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::store(format!("invalid Postgres state store URL {shown}")).with_source(e))?
+            .application_name("sluicegate");
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET search_path TO sluicegate").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await
+            .map_err(|e| Error::store(format!("cannot connect to the state store {shown}")).with_source(e))?;
+        let store = PgStore { pool, shown };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn err(&self, what: &str) -> impl FnOnce() -> String {
+        let msg = format!("state store {}: {what}", self.shown);
+        move || msg
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await.context(ErrorKind::Store, self.err("cannot begin the migration"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .context(ErrorKind::Store, self.err("cannot lock for migration"))?;
+        sqlx::raw_sql(
+            "CREATE SCHEMA IF NOT EXISTS sluicegate; \
+             CREATE TABLE IF NOT EXISTS sluicegate_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .context(ErrorKind::Store, self.err("cannot create the sluicegate schema (does the user have CREATE on the database?)"))?;
+        let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0)::BIGINT FROM sluicegate_migrations")
+            .fetch_one(&mut *tx)
+            .await
+            .context(ErrorKind::Store, self.err("cannot read the schema version"))?;
+        let latest = MIGRATIONS.last().map(|m| m.version).unwrap_or(0);
+        if current > latest {
+            return Err(Error::store(format!(
+                "state store {} has schema version {current}, newer than this sluicegate understands ({latest}); upgrade sluicegate",
+                self.shown
+            )));
+        }
+        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+            sqlx::raw_sql(m.sql)
+                .execute(&mut *tx)
+                .await
+                .context(ErrorKind::Store, self.err(&format!("migration {} ({}) failed", m.version, m.name)))?;
+            sqlx::query("INSERT INTO sluicegate_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(m.version)
+                .bind(m.name)
+                .bind(now())
+                .execute(&mut *tx)
+                .await
+                .context(ErrorKind::Store, self.err("cannot record a migration"))?;
+        }
+        tx.commit().await.context(ErrorKind::Store, self.err("cannot commit the migration"))?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn create_run(&self, sync_id: i64, sync_name: &str, full_sync: bool, reason: &TriggerReason) -> Result<i64> {
+        let ts = now();
+        sqlx::query_scalar(
+            "INSERT INTO sync_runs (sync_id, sync_name, status, created_at, updated_at, full_sync, trigger_tag, trigger_detail, current_step) \
+             VALUES ($1, $2, 'queued', $3, $3, $4, $5, $6, 'Queued') RETURNING id",
+        )
+        .bind(sync_id)
+        .bind(sync_name)
+        .bind(&ts)
+        .bind(i64::from(full_sync))
+        .bind(&reason.ui_tag)
+        .bind(&reason.ui_detail)
+        .fetch_one(&self.pool)
+        .await
+        .context(ErrorKind::Store, self.err("cannot create a run"))
+    }
+
+    async fn claim_run(&self, run_id: i64, executor: &str, lease: Duration) -> Result<Claim> {
+        let ts = now();
+        let done = sqlx::query(
+            "UPDATE sync_runs SET status = 'working', executor = $1, started_at = $2, updated_at = $2, heartbeat_at = $2, \
+             lease_expires_at = $3, current_step = 'Checking source and destination configuration' \
+             WHERE id = $4 AND status = 'queued' AND NOT EXISTS \
+             (SELECT 1 FROM sync_runs o WHERE o.sync_id = sync_runs.sync_id AND o.status = 'working')",
+        )
+        .bind(executor)
+        .bind(&ts)
+        .bind(now_plus(lease))
+        .bind(run_id)
+        .execute(&self.pool)
+        .await;
+        // Two executors racing for two runs of one sync: the unique index lets one through.
+        let claimed = match done {
+            Ok(d) => d.rows_affected() == 1,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => false,
+            Err(e) => return Err(Error::store(format!("state store {}: cannot claim a run", self.shown)).with_source(e)),
+        };
+        let run = self.get_run(run_id).await?;
+        if claimed {
+            return Ok(Claim::Claimed(run));
+        }
+        if run.status != RunStatus::Queued {
+            return Ok(Claim::NotQueued(run));
+        }
+        let other: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM sync_runs WHERE sync_id = $1 AND status = 'working' ORDER BY id LIMIT 1")
+                .bind(run.sync_id)
+                .fetch_optional(&self.pool)
+                .await
+                .context(ErrorKind::Store, self.err("cannot read runs"))?;
+        Ok(Claim::Busy { working_run: other.unwrap_or(0) })
+    }
+
+    async fn heartbeat(&self, run_id: i64, executor: &str, lease: Duration) -> Result<Beat> {
+        let row = sqlx::query(
+            "UPDATE sync_runs SET heartbeat_at = $1, lease_expires_at = $2 \
+             WHERE id = $3 AND status = 'working' AND executor = $4 RETURNING cancel_requested",
+        )
+        .bind(now())
+        .bind(now_plus(lease))
+        .bind(run_id)
+        .bind(executor)
+        .fetch_optional(&self.pool)
+        .await
+        .context(ErrorKind::Store, self.err("cannot record a heartbeat"))?;
+        Ok(match row {
+            Some(r) => Beat { still_owner: true, cancel_requested: r.try_get::<i64, _>(0).unwrap_or(0) != 0 },
+            None => Beat { still_owner: false, cancel_requested: false },
+        })
+    }
+
+    async fn reap_lost_runs(&self, alive: Liveness<'_>) -> Result<u64> {
+        let ts = now();
+        let rows = sqlx::query("SELECT id, executor, lease_expires_at FROM sync_runs WHERE status = 'working'")
+            .fetch_all(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot read working runs"))?;
+        let mut reaped = 0;
+        for row in rows {
+            let id: i64 = row.try_get(0).context(ErrorKind::Store, self.err("bad run"))?;
+            let executor: Option<String> = row.try_get(1).context(ErrorKind::Store, self.err("bad run"))?;
+            let lease: Option<String> = row.try_get(2).context(ErrorKind::Store, self.err("bad run"))?;
+            let executor = executor.unwrap_or_default();
+            let Some(why) = lost_reason(&executor, lease.as_deref(), &ts, alive) else { continue };
+            let done = sqlx::query(
+                "UPDATE sync_runs SET status = 'failed', completed_at = $1, updated_at = $1, error_code = 'EXECUTOR_LOST', \
+                 error_message = $2, current_step = NULL, lease_expires_at = NULL WHERE id = $3 AND status = 'working' AND executor = $4",
+            )
+            .bind(&ts)
+            .bind(&why)
+            .bind(id)
+            .bind(&executor)
+            .execute(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot fail a lost run"))?;
+            reaped += done.rows_affected();
+        }
+        Ok(reaped)
+    }
+
+    async fn request_cancel(&self, run_id: i64) -> Result<RunRecord> {
+        let ts = now();
+        let run = self.get_run(run_id).await?;
+        let sql = match run.status {
+            RunStatus::Queued => {
+                "UPDATE sync_runs SET status = 'failed', canceled = 1, cancel_requested = 1, completed_at = $1, updated_at = $1, \
+                 error_code = 'CANCELED', error_message = 'canceled before it started', current_step = NULL WHERE id = $2 AND status = 'queued'"
+            }
+            RunStatus::Working => "UPDATE sync_runs SET cancel_requested = 1, updated_at = $1 WHERE id = $2 AND status = 'working'",
+            RunStatus::Completed | RunStatus::Failed => {
+                return Err(Error::new(
+                    ErrorKind::RunState,
+                    format!("run {run_id} already ended ({}); there is nothing to cancel", run.status.as_str()),
+                ));
+            }
+        };
+        sqlx::query(sql)
+            .bind(&ts)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot cancel a run"))?;
+        self.get_run(run_id).await
+    }
+
+    async fn get_run(&self, run_id: i64) -> Result<RunRecord> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM sync_runs WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot read a run"))?;
+        match row {
+            Some(row) => run_from_row(&row),
+            None => Err(Error::new(ErrorKind::RunNotFound, format!("no sync run with id {run_id} in {}", self.shown))),
+        }
+    }
+
+    async fn list_runs(&self, sync_id: Option<i64>, limit: i64) -> Result<Vec<RunRecord>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM sync_runs WHERE ($1::BIGINT IS NULL OR sync_id = $1) ORDER BY id DESC LIMIT $2");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sync_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot list runs"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn update_progress(&self, run_id: i64, step: &str, counts: &RunCounts) -> Result<()> {
+        let mut qb = QueryBuilder::<sqlx::Postgres>::new("UPDATE sync_runs SET current_step = ");
+        qb.push_bind(step.to_string()).push(", ");
+        push_counts(&mut qb, counts);
+        qb.push(" WHERE id = ").push_bind(run_id);
+        qb.build().execute(&self.pool).await.context(ErrorKind::Store, self.err("cannot record progress"))?;
+        Ok(())
+    }
+
+    fn state_stream(&self, sync_id: i64) -> BoxStream<'_, Result<StateEntry>> {
+        let shown = self.shown.clone();
+        sqlx::query("SELECT sort_key, identifier, fingerprint FROM sync_state WHERE sync_id = $1 ORDER BY sort_key")
+            .bind(sync_id)
+            .fetch(&self.pool)
+            .map(move |row| {
+                let bad = |what: &str| Error::store(format!("state store {shown}: {what}"));
+                let row = row.map_err(|e| bad("cannot read sync state").with_source(e))?;
+                let key: Vec<u8> = row.try_get(0).map_err(|e| bad("bad sort key in sync state").with_source(e))?;
+                let identifier: String = row.try_get(1).map_err(|e| bad("bad identifier in sync state").with_source(e))?;
+                let fp: &[u8] = row.try_get(2).map_err(|e| bad("bad fingerprint in sync state").with_source(e))?;
+                let bytes: [u8; 16] = fp
+                    .try_into()
+                    .map_err(|_| bad(&format!("fingerprint of {identifier:?} has {} bytes, expected 16", fp.len())))?;
+                Ok(StateEntry { key, identifier, fingerprint: u128::from_be_bytes(bytes) })
+            })
+            .boxed()
+    }
+
+    async fn commit_batch(
+        &self,
+        run_id: i64,
+        sync_id: i64,
+        changes: &[StateChange],
+        outcomes: &[RunRecordOutcome],
+        counts: &RunCounts,
+    ) -> Result<bool> {
+        let (mut keys, mut ids, mut fps, mut removed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for c in changes {
+            match c {
+                StateChange::Put(e) => {
+                    keys.push(e.key.clone());
+                    ids.push(e.identifier.clone());
+                    fps.push(e.fingerprint.to_be_bytes().to_vec());
+                }
+                StateChange::Remove(k) => removed.push(k.clone()),
+            }
+        }
+        let mut tx = self.pool.begin().await.context(ErrorKind::Store, self.err("cannot begin a transaction"))?;
+        if !keys.is_empty() {
+            sqlx::query(
+                "INSERT INTO sync_state (sync_id, sort_key, identifier, fingerprint, run_id) \
+                 SELECT $1, k, i, f, $5 FROM UNNEST($2::BYTEA[], $3::TEXT[], $4::BYTEA[]) AS t(k, i, f) \
+                 ON CONFLICT (sync_id, sort_key) DO UPDATE SET identifier = EXCLUDED.identifier, fingerprint = EXCLUDED.fingerprint, run_id = EXCLUDED.run_id",
+            )
+            .bind(sync_id)
+            .bind(&keys)
+            .bind(&ids)
+            .bind(&fps)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await
+            .context(ErrorKind::Store, self.err("cannot write sync state"))?;
+        }
+        if !removed.is_empty() {
+            sqlx::query("DELETE FROM sync_state WHERE sync_id = $1 AND sort_key = ANY($2::BYTEA[])")
+                .bind(sync_id)
+                .bind(&removed)
+                .execute(&mut *tx)
+                .await
+                .context(ErrorKind::Store, self.err("cannot remove sync state"))?;
+        }
+        if !outcomes.is_empty() {
+            let ids: Vec<Option<String>> = outcomes.iter().map(|o| o.identifier.clone()).collect();
+            let kinds: Vec<&str> = outcomes.iter().map(|o| o.kind.as_str()).collect();
+            let ops: Vec<&str> = outcomes.iter().map(|o| o.operation.as_str()).collect();
+            let reasons: Vec<&str> = outcomes.iter().map(|o| o.reason.as_str()).collect();
+            let payloads: Vec<Option<String>> = outcomes.iter().map(|o| o.payload.clone()).collect();
+            sqlx::query(
+                "INSERT INTO run_records (run_id, sync_id, identifier, kind, operation, reason, payload, created_at) \
+                 SELECT $1, $2, i, k, o, r, p, $8 FROM UNNEST($3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[]) WITH ORDINALITY AS t(i, k, o, r, p, n) ORDER BY n",
+            )
+            .bind(run_id)
+            .bind(sync_id)
+            .bind(&ids)
+            .bind(&kinds)
+            .bind(&ops)
+            .bind(&reasons)
+            .bind(&payloads)
+            .bind(now())
+            .execute(&mut *tx)
+            .await
+            .context(ErrorKind::Store, self.err("cannot record rejected rows"))?;
+        }
+        let mut qb = QueryBuilder::<sqlx::Postgres>::new("UPDATE sync_runs SET ");
+        push_counts(&mut qb, counts);
+        qb.push(" WHERE id = ").push_bind(run_id).push(" RETURNING cancel_requested");
+        let cancel: Option<i64> = qb
+            .build_query_scalar()
+            .fetch_optional(&mut *tx)
+            .await
+            .context(ErrorKind::Store, self.err("cannot record run counts"))?;
+        tx.commit().await.context(ErrorKind::Store, self.err("cannot commit a batch"))?;
+        Ok(cancel.unwrap_or(0) != 0)
+    }
+
+    async fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<RunRecord> {
+        let mut qb = QueryBuilder::<sqlx::Postgres>::new("UPDATE sync_runs SET status = ");
+        qb.push_bind(end.status.as_str())
+            .push(", completed_at = ")
+            .push_bind(now())
+            .push(", canceled = ")
+            .push_bind(i64::from(end.canceled))
+            .push(", current_step = NULL, lease_expires_at = NULL, error_code = ")
+            .push_bind(end.error_code.clone())
+            .push(", error_message = ")
+            .push_bind(end.error_message.clone())
+            .push(", error_detail = ")
+            .push_bind(end.error_detail.clone())
+            .push(", ");
+        push_counts(&mut qb, &end.counts);
+        qb.push(" WHERE id = ").push_bind(run_id).push(" AND status = 'working'");
+        qb.build().execute(&self.pool).await.context(ErrorKind::Store, self.err("cannot finish a run"))?;
+        self.get_run(run_id).await
+    }
+
+    async fn run_records(&self, run_id: i64, limit: i64) -> Result<Vec<RunRecordOutcome>> {
+        let rows = sqlx::query(
+            "SELECT identifier, kind, operation, reason, payload FROM run_records WHERE run_id = $1 ORDER BY id LIMIT $2",
+        )
+        .bind(run_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context(ErrorKind::Store, self.err("cannot read run records"))?;
+        rows.iter()
+            .map(|r| {
+                let bad = |e: sqlx::Error| Error::store("bad run record").with_source(e);
+                let kind: String = r.try_get("kind").map_err(bad)?;
+                Ok(RunRecordOutcome {
+                    identifier: r.try_get("identifier").map_err(bad)?,
+                    kind: if kind == "invalid" { RecordKind::Invalid } else { RecordKind::Rejected },
+                    operation: r.try_get("operation").map_err(bad)?,
+                    reason: r.try_get("reason").map_err(bad)?,
+                    payload: r.try_get("payload").map_err(bad)?,
+                })
+            })
+            .collect()
+    }
+}
