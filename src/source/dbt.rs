@@ -11,6 +11,12 @@ use crate::error::{Error, Result};
 
 /// The SQL relation (`"db"."schema"."alias"`) dbt builds for `model`.
 pub fn resolve(manifest: &Path, model: &str) -> Result<String> {
+    resolve_quoted(manifest, model, false)
+}
+
+/// Like [`resolve`]; `backticks` quotes a relation built from its parts as MySQL does
+/// (`` `schema`.`alias` ``). The manifest's own `relation_name` is already quoted by the adapter.
+pub fn resolve_quoted(manifest: &Path, model: &str, backticks: bool) -> Result<String> {
     let text = std::fs::read_to_string(manifest).map_err(|e| {
         Error::config(format!(
             "cannot read the dbt manifest {} to find model `{model}`: {e}; run `dbt parse` (or build) in the dbt project, or set `dbt_manifest` on the source",
@@ -57,10 +63,13 @@ pub fn resolve(manifest: &Path, model: &str) -> Result<String> {
     }
     // Older manifests: build it from database, schema and alias.
     let part = |k: &str| node.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let quote = |s: &str| {
+        if backticks { format!("`{}`", s.replace('`', "``")) } else { format!("\"{}\"", s.replace('"', "\"\"")) }
+    };
     let name = part("alias").or_else(|| part("name")).unwrap_or(model);
     let mut parts: Vec<String> = Vec::new();
-    if let Some(db) = part("database") {
+    // MySQL has no databases above schemas: dbt-mysql leaves `database` empty or equal to the schema.
+    if let Some(db) = part("database").filter(|_| !backticks) {
         parts.push(quote(db));
     }
     if let Some(schema) = part("schema") {

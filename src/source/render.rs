@@ -221,7 +221,7 @@ mod tests {
         assert_eq!(number_from_text("-0.000100").unwrap().to_string(), "-0.000100");
         assert_eq!(number_from_text("NaN"), None);
         assert_eq!(float64(0.1).to_string(), "0.1");
-        assert_eq!(float64(1e20).to_string(), "1e20");
+        assert_eq!(float64(1e20).to_string(), "1e+20");
         assert_eq!(float64(-2.5e-7).to_string(), "-2.5e-7");
         assert_eq!(float64(3.0).to_string(), "3.0");
         assert_eq!(float32(0.1).to_string(), "0.1");

@@ -1,6 +1,8 @@
 //! Postgres state store, for shared use (several Airflow workers, `sluicegate serve` replicas).
 //! Tables live in the schema `sluicegate` of the database the URL names; TLS, `sslmode` and
-//! `sslrootcert` (private CAs) come from the URL as libpq spells them.
+//! `sslrootcert` (private CAs) come from the URL as libpq spells them. Sessions use
+//! `synchronous_commit = off`: a server crash may forget the last batches' state, so those rows
+//! are sent again, but state never claims a row that was not acknowledged.
 
 use std::str::FromStr;
 
@@ -33,7 +35,10 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(|conn, _| {
                 Box::pin(async move {
-                    conn.execute("SET search_path TO sluicegate").await?;
+                    // Commits need not wait for the WAL flush: if the server crashes, the last
+                    // few batches' state is lost and those rows are sent again. The state never
+                    // claims a row the destination did not accept, which is what must hold.
+                    conn.execute("SET search_path TO sluicegate; SET synchronous_commit TO off").await?;
                     Ok(())
                 })
             })
@@ -291,61 +296,77 @@ impl Store for PgStore {
                 StateChange::Remove(k) => removed.push(k.clone()),
             }
         }
-        let mut tx = self.pool.begin().await.context(ErrorKind::Store, self.err("cannot begin a transaction"))?;
+        let ids_o: Vec<Option<String>> = outcomes.iter().map(|o| o.identifier.clone()).collect();
+        let kinds: Vec<&str> = outcomes.iter().map(|o| o.kind.as_str()).collect();
+        let ops: Vec<&str> = outcomes.iter().map(|o| o.operation.as_str()).collect();
+        let reasons: Vec<&str> = outcomes.iter().map(|o| o.reason.as_str()).collect();
+        let payloads: Vec<Option<String>> = outcomes.iter().map(|o| o.payload.clone()).collect();
+        // One statement with only the parts this batch needs: one round trip, one atomic commit
+        // of state, outcomes and counts.
+        let mut qb = QueryBuilder::<sqlx::Postgres>::new("WITH ");
+        let mut parts = 0;
         if !keys.is_empty() {
-            sqlx::query(
-                "INSERT INTO sync_state (sync_id, sort_key, identifier, fingerprint, run_id) \
-                 SELECT $1, k, i, f, $5 FROM UNNEST($2::BYTEA[], $3::TEXT[], $4::BYTEA[]) AS t(k, i, f) \
-                 ON CONFLICT (sync_id, sort_key) DO UPDATE SET identifier = EXCLUDED.identifier, fingerprint = EXCLUDED.fingerprint, run_id = EXCLUDED.run_id",
-            )
-            .bind(sync_id)
-            .bind(&keys)
-            .bind(&ids)
-            .bind(&fps)
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await
-            .context(ErrorKind::Store, self.err("cannot write sync state"))?;
+            parts += 1;
+            qb.push("put AS (INSERT INTO sync_state (sync_id, sort_key, identifier, fingerprint, run_id) SELECT ")
+                .push_bind(sync_id)
+                .push(", k, i, f, ")
+                .push_bind(run_id)
+                .push(" FROM UNNEST(")
+                .push_bind(keys)
+                .push("::BYTEA[], ")
+                .push_bind(ids)
+                .push("::TEXT[], ")
+                .push_bind(fps)
+                .push(
+                    "::BYTEA[]) AS t(k, i, f) ON CONFLICT (sync_id, sort_key) DO UPDATE SET identifier = EXCLUDED.identifier, \
+                     fingerprint = EXCLUDED.fingerprint, run_id = EXCLUDED.run_id)",
+                );
         }
         if !removed.is_empty() {
-            sqlx::query("DELETE FROM sync_state WHERE sync_id = $1 AND sort_key = ANY($2::BYTEA[])")
-                .bind(sync_id)
-                .bind(&removed)
-                .execute(&mut *tx)
-                .await
-                .context(ErrorKind::Store, self.err("cannot remove sync state"))?;
+            if parts > 0 {
+                qb.push(", ");
+            }
+            parts += 1;
+            qb.push("del AS (DELETE FROM sync_state WHERE sync_id = ")
+                .push_bind(sync_id)
+                .push(" AND sort_key = ANY(")
+                .push_bind(removed)
+                .push("::BYTEA[]))");
         }
         if !outcomes.is_empty() {
-            let ids: Vec<Option<String>> = outcomes.iter().map(|o| o.identifier.clone()).collect();
-            let kinds: Vec<&str> = outcomes.iter().map(|o| o.kind.as_str()).collect();
-            let ops: Vec<&str> = outcomes.iter().map(|o| o.operation.as_str()).collect();
-            let reasons: Vec<&str> = outcomes.iter().map(|o| o.reason.as_str()).collect();
-            let payloads: Vec<Option<String>> = outcomes.iter().map(|o| o.payload.clone()).collect();
-            sqlx::query(
-                "INSERT INTO run_records (run_id, sync_id, identifier, kind, operation, reason, payload, created_at) \
-                 SELECT $1, $2, i, k, o, r, p, $8 FROM UNNEST($3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[]) WITH ORDINALITY AS t(i, k, o, r, p, n) ORDER BY n",
-            )
-            .bind(run_id)
-            .bind(sync_id)
-            .bind(&ids)
-            .bind(&kinds)
-            .bind(&ops)
-            .bind(&reasons)
-            .bind(&payloads)
-            .bind(now())
-            .execute(&mut *tx)
-            .await
-            .context(ErrorKind::Store, self.err("cannot record rejected rows"))?;
+            if parts > 0 {
+                qb.push(", ");
+            }
+            parts += 1;
+            qb.push("rec AS (INSERT INTO run_records (run_id, sync_id, identifier, kind, operation, reason, payload, created_at) SELECT ")
+                .push_bind(run_id)
+                .push(", ")
+                .push_bind(sync_id)
+                .push(", i, k, o, r, p, ")
+                .push_bind(now())
+                .push(" FROM UNNEST(")
+                .push_bind(ids_o)
+                .push("::TEXT[], ")
+                .push_bind(kinds)
+                .push("::TEXT[], ")
+                .push_bind(ops)
+                .push("::TEXT[], ")
+                .push_bind(reasons)
+                .push("::TEXT[], ")
+                .push_bind(payloads)
+                .push("::TEXT[]) WITH ORDINALITY AS t(i, k, o, r, p, n) ORDER BY n)");
         }
-        let mut qb = QueryBuilder::<sqlx::Postgres>::new("UPDATE sync_runs SET ");
+        if parts == 0 {
+            qb = QueryBuilder::new("");
+        }
+        qb.push(" UPDATE sync_runs SET ");
         push_counts(&mut qb, counts);
         qb.push(" WHERE id = ").push_bind(run_id).push(" RETURNING cancel_requested");
         let cancel: Option<i64> = qb
             .build_query_scalar()
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.pool)
             .await
-            .context(ErrorKind::Store, self.err("cannot record run counts"))?;
-        tx.commit().await.context(ErrorKind::Store, self.err("cannot commit a batch"))?;
+            .context(ErrorKind::Store, self.err("cannot commit a batch"))?;
         Ok(cancel.unwrap_or(0) != 0)
     }
 
