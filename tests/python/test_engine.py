@@ -236,3 +236,25 @@ def test_cli(cli: str, project: Project, emulator: EmulatorProcess) -> None:
         [sys.executable, "-m", "sluicegate", "--help"], capture_output=True, text=True, timeout=60
     )
     assert usage.returncode == 0 and "quickstart" in usage.stdout
+
+
+def test_plan_is_a_dry_run(engine: sluicegate.Engine, emulator: EmulatorProcess) -> None:
+    plan = engine.plan("hubspot_contacts", samples=2)
+    assert (plan["source_rows"], plan["adds"], plan["changes"], plan["removes"]) == (QUICKSTART_ROWS, QUICKSTART_ROWS, 0, 0)
+    assert len(plan["samples"]["adds"]) == 2
+    assert {"email", "firstname", "hubspotscore"} <= plan["samples"]["adds"][0].keys()
+    assert emulator.stats()["requests"] == 0, "a plan sends nothing"
+    run = engine.run(engine.trigger(1))
+    assert run["records_updated"] == QUICKSTART_ROWS, "a plan changes no state"
+    again = engine.plan(1)
+    assert (again["adds"], again["changes"], again["unchanged"]) == (0, 0, QUICKSTART_ROWS)
+
+
+def test_cancel_a_queued_run(engine: sluicegate.Engine, emulator: EmulatorProcess) -> None:
+    run_id = engine.trigger(1)
+    canceled = engine.cancel(run_id)
+    assert canceled["status"] == "failed" and canceled["canceled"] is True
+    assert engine.run(run_id)["canceled"] is True, "running a canceled run does nothing"
+    assert emulator.stats()["requests"] == 0
+    with pytest.raises(sluicegate.RunStateError, match="nothing to cancel"):
+        engine.cancel(run_id)
