@@ -3,7 +3,7 @@
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
 
-use super::{now, OpCounts, RunCounts, RunRecord, RunStatus, TriggerReason};
+use super::{now, OpCounts, RecordKind, RunCounts, RunEnd, RunRecord, RunRecordOutcome, RunStatus, StateEntry, TriggerReason};
 use crate::error::{Error, Result};
 
 pub const RUN_COLUMNS: &str = "id, sync_id, sync_name, status, created_at, updated_at, started_at, completed_at, \
@@ -101,4 +101,70 @@ where
         sep.push(col).push_unseparated(" = ").push_bind_unseparated(v);
     }
     sep.push("updated_at = ").push_bind_unseparated(now());
+}
+
+/// The whole `UPDATE sync_runs …` that records how a run ended. Only a working run is
+/// finished: one already failed as "executor lost" stays as it is.
+pub fn finish_query<DB>(run_id: i64, end: &RunEnd) -> QueryBuilder<DB>
+where
+    DB: Database,
+    for<'a> i64: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<i64>: Encode<'a, DB> + Type<DB>,
+    for<'a> String: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<String>: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::<DB>::new("UPDATE sync_runs SET status = ");
+    qb.push_bind(end.status.as_str().to_string())
+        .push(", completed_at = ")
+        .push_bind(now())
+        .push(", canceled = ")
+        .push_bind(i64::from(end.canceled))
+        .push(", current_step = NULL, lease_expires_at = NULL, error_code = ")
+        .push_bind(end.error_code.clone())
+        .push(", error_message = ")
+        .push_bind(end.error_message.clone())
+        .push(", error_detail = ")
+        .push_bind(end.error_detail.clone())
+        .push(", ");
+    push_counts(&mut qb, &end.counts);
+    qb.push(" WHERE id = ").push_bind(run_id).push(" AND status = 'working'");
+    qb
+}
+
+/// Decode a `SELECT sort_key, identifier, fingerprint` row of the sync state.
+pub fn state_entry_from_row<R>(row: R, store: &str) -> Result<StateEntry>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let bad = |what: &str| Error::store(format!("state store {store}: {what}"));
+    let key: Vec<u8> = row.try_get(0).map_err(|e| bad("bad sort key in sync state").with_source(e))?;
+    let identifier: String = row.try_get(1).map_err(|e| bad("bad identifier in sync state").with_source(e))?;
+    let fp: Vec<u8> = row.try_get(2).map_err(|e| bad("bad fingerprint in sync state").with_source(e))?;
+    let bytes: [u8; 16] = fp
+        .as_slice()
+        .try_into()
+        .map_err(|_| bad(&format!("fingerprint of {identifier:?} has {} bytes, expected 16", fp.len())))?;
+    Ok(StateEntry { key, identifier, fingerprint: u128::from_be_bytes(bytes) })
+}
+
+/// Decode a `SELECT identifier, kind, operation, reason, payload FROM run_records` row.
+pub fn outcome_from_row<R>(row: &R) -> Result<RunRecordOutcome>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let bad = |e: sqlx::Error| Error::store("cannot decode a run record from the state store").with_source(e);
+    let kind: String = row.try_get("kind").map_err(bad)?;
+    Ok(RunRecordOutcome {
+        identifier: row.try_get("identifier").map_err(bad)?,
+        kind: if kind == "invalid" { RecordKind::Invalid } else { RecordKind::Rejected },
+        operation: row.try_get("operation").map_err(bad)?,
+        reason: row.try_get("reason").map_err(bad)?,
+        payload: row.try_get("payload").map_err(bad)?,
+    })
 }

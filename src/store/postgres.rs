@@ -10,7 +10,7 @@ use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, QueryBuilder, Row};
 
-use super::common::{push_counts, run_from_row, RUN_COLUMNS};
+use super::common::{finish_query, outcome_from_row, push_counts, run_from_row, state_entry_from_row, RUN_COLUMNS};
 use super::migrations::POSTGRES as MIGRATIONS;
 use super::*;
 use crate::error::{Context, ErrorKind};
@@ -264,15 +264,8 @@ impl Store for PgStore {
             .bind(sync_id)
             .fetch(&self.pool)
             .map(move |row| {
-                let bad = |what: &str| Error::store(format!("state store {shown}: {what}"));
-                let row = row.map_err(|e| bad("cannot read sync state").with_source(e))?;
-                let key: Vec<u8> = row.try_get(0).map_err(|e| bad("bad sort key in sync state").with_source(e))?;
-                let identifier: String = row.try_get(1).map_err(|e| bad("bad identifier in sync state").with_source(e))?;
-                let fp: &[u8] = row.try_get(2).map_err(|e| bad("bad fingerprint in sync state").with_source(e))?;
-                let bytes: [u8; 16] = fp
-                    .try_into()
-                    .map_err(|_| bad(&format!("fingerprint of {identifier:?} has {} bytes, expected 16", fp.len())))?;
-                Ok(StateEntry { key, identifier, fingerprint: u128::from_be_bytes(bytes) })
+                let row = row.map_err(|e| Error::store(format!("state store {shown}: cannot read sync state")).with_source(e))?;
+                state_entry_from_row(row, &shown)
             })
             .boxed()
     }
@@ -371,22 +364,11 @@ impl Store for PgStore {
     }
 
     async fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<RunRecord> {
-        let mut qb = QueryBuilder::<sqlx::Postgres>::new("UPDATE sync_runs SET status = ");
-        qb.push_bind(end.status.as_str())
-            .push(", completed_at = ")
-            .push_bind(now())
-            .push(", canceled = ")
-            .push_bind(i64::from(end.canceled))
-            .push(", current_step = NULL, lease_expires_at = NULL, error_code = ")
-            .push_bind(end.error_code.clone())
-            .push(", error_message = ")
-            .push_bind(end.error_message.clone())
-            .push(", error_detail = ")
-            .push_bind(end.error_detail.clone())
-            .push(", ");
-        push_counts(&mut qb, &end.counts);
-        qb.push(" WHERE id = ").push_bind(run_id).push(" AND status = 'working'");
-        qb.build().execute(&self.pool).await.context(ErrorKind::Store, self.err("cannot finish a run"))?;
+        finish_query::<sqlx::Postgres>(run_id, end)
+            .build()
+            .execute(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot finish a run"))?;
         self.get_run(run_id).await
     }
 
@@ -399,18 +381,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .context(ErrorKind::Store, self.err("cannot read run records"))?;
-        rows.iter()
-            .map(|r| {
-                let bad = |e: sqlx::Error| Error::store("bad run record").with_source(e);
-                let kind: String = r.try_get("kind").map_err(bad)?;
-                Ok(RunRecordOutcome {
-                    identifier: r.try_get("identifier").map_err(bad)?,
-                    kind: if kind == "invalid" { RecordKind::Invalid } else { RecordKind::Rejected },
-                    operation: r.try_get("operation").map_err(bad)?,
-                    reason: r.try_get("reason").map_err(bad)?,
-                    payload: r.try_get("payload").map_err(bad)?,
-                })
-            })
+        rows.iter().map(outcome_from_row)
             .collect()
     }
 }

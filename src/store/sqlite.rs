@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::common::{push_counts, run_from_row, RUN_COLUMNS};
+use super::common::{finish_query, outcome_from_row, push_counts, run_from_row, state_entry_from_row, RUN_COLUMNS};
 use super::migrations::SQLITE as MIGRATIONS;
 use super::*;
 use crate::error::{Context, ErrorKind};
@@ -282,20 +282,13 @@ impl Store for SqliteStore {
     }
 
     fn state_stream(&self, sync_id: i64) -> BoxStream<'_, Result<StateEntry>> {
-        let path = self.path.clone();
+        let shown = self.path.display().to_string();
         sqlx::query("SELECT sort_key, identifier, fingerprint FROM sync_state WHERE sync_id = ? ORDER BY sort_key")
             .bind(sync_id)
             .fetch(&self.pool)
             .map(move |row| {
-                let bad = |what: &str| Error::store(format!("state store {}: {what}", path.display()));
-                let row = row.map_err(|e| bad("cannot read sync state").with_source(e))?;
-                let key: Vec<u8> = row.try_get(0).map_err(|e| bad("bad sort key in sync state").with_source(e))?;
-                let identifier: String = row.try_get(1).map_err(|e| bad("bad identifier in sync state").with_source(e))?;
-                let fp: &[u8] = row.try_get(2).map_err(|e| bad("bad fingerprint in sync state").with_source(e))?;
-                let bytes: [u8; 16] = fp
-                    .try_into()
-                    .map_err(|_| bad(&format!("fingerprint of {identifier:?} has {} bytes, expected 16", fp.len())))?;
-                Ok(StateEntry { key, identifier, fingerprint: u128::from_be_bytes(bytes) })
+                let row = row.map_err(|e| Error::store(format!("state store {shown}: cannot read sync state")).with_source(e))?;
+                state_entry_from_row(row, &shown)
             })
             .boxed()
     }
@@ -363,23 +356,11 @@ impl Store for SqliteStore {
     }
 
     async fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<RunRecord> {
-        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE sync_runs SET status = ");
-        qb.push_bind(end.status.as_str())
-            .push(", completed_at = ")
-            .push_bind(now())
-            .push(", canceled = ")
-            .push_bind(i64::from(end.canceled))
-            .push(", current_step = NULL, lease_expires_at = NULL, error_code = ")
-            .push_bind(end.error_code.clone())
-            .push(", error_message = ")
-            .push_bind(end.error_message.clone())
-            .push(", error_detail = ")
-            .push_bind(end.error_detail.clone())
-            .push(", ");
-        push_counts(&mut qb, &end.counts);
-        // Only the run's own executor finishes it: a run failed as "executor lost" stays failed.
-        qb.push(" WHERE id = ").push_bind(run_id).push(" AND status = 'working'");
-        qb.build().execute(&self.pool).await.context(ErrorKind::Store, self.err("cannot finish a run"))?;
+        finish_query::<Sqlite>(run_id, end)
+            .build()
+            .execute(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot finish a run"))?;
         self.get_run(run_id).await
     }
 
@@ -392,17 +373,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .context(ErrorKind::Store, self.err("cannot read run records"))?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.try_get("kind").context(ErrorKind::Store, self.err("bad run record"))?;
-                Ok(RunRecordOutcome {
-                    identifier: r.try_get("identifier").context(ErrorKind::Store, self.err("bad run record"))?,
-                    kind: if kind == "invalid" { RecordKind::Invalid } else { RecordKind::Rejected },
-                    operation: r.try_get("operation").context(ErrorKind::Store, self.err("bad run record"))?,
-                    reason: r.try_get("reason").context(ErrorKind::Store, self.err("bad run record"))?,
-                    payload: r.try_get("payload").context(ErrorKind::Store, self.err("bad run record"))?,
-                })
-            })
+        rows.iter().map(outcome_from_row)
             .collect()
     }
 }
