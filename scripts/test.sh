@@ -8,9 +8,24 @@
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 need_rust
 cd "$ROOT"
+# Every test must run here: a missing database, extension or Airflow is a failure, not a skip.
+export SLUICEGATE_REQUIRE_ALL=1
+
+# Database servers for the source tests (tests/sources.rs, tests/python/test_dbt.py): PostgreSQL
+# 15 and MariaDB in a temporary directory (installed with apt-get when missing), stopped on exit.
+source "$ROOT/scripts/services.sh"
+SERVICES_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sluicegate-services.XXXXXX")"
+trap 'services_stop "$SERVICES_DIR"; rm -rf "$SERVICES_DIR"' EXIT
+step "starting PostgreSQL and MariaDB in $SERVICES_DIR"
+services_start pg "$SERVICES_DIR"
+services_start mysql "$SERVICES_DIR"
+export SLUICEGATE_TEST_PG_URL SLUICEGATE_TEST_MYSQL_URL
 
 step "cargo test"
 cargo test --locked
+
+step "cargo test: engine and behavior suites again, with the state store on Postgres"
+SLUICEGATE_TEST_STATE_PG="$SLUICEGATE_TEST_PG_URL" cargo test --locked --test engine --test behaviors
 
 make_venv "$ROOT/requirements/airflow3-py311.txt" "$ROOT/requirements/dev.txt"
 
@@ -19,6 +34,4 @@ rm -f "$ROOT"/python/sluicegate/_core*.so
 VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" develop --quiet
 
 step "pytest"
-# Every test must run here: a missing extension or Airflow is a failure, not a skip.
-export SLUICEGATE_REQUIRE_ALL=1
 "$VENV/bin/python" -m pytest tests/python "$@"

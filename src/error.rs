@@ -77,6 +77,11 @@ impl Error {
         self.source = Some(source.into());
         self
     }
+    /// The same error, its message prefixed with where it happened (`sync 1 (contacts): …`).
+    pub fn prefixed(mut self, prefix: impl fmt::Display) -> Self {
+        self.message = format!("{prefix}: {}", self.message);
+        self
+    }
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }

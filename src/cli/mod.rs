@@ -299,7 +299,7 @@ async fn validate(cli: &Cli, offline: bool) -> Result<i32> {
             ),
             Err(e) => {
                 failed += 1;
-                println!("FAIL  sync {} ({}): {}", sync.id, sync.name, e.full_message());
+                println!("FAIL  {}", e.full_message());
             }
         }
     }

@@ -84,6 +84,8 @@ pub fn redact_url(url: &str) -> String {
 pub enum SourceKind {
     Sqlite { path: PathBuf },
     Postgres,
+    /// MySQL 8 or MariaDB (`mysql://` or `mariadb://`).
+    MySql,
 }
 
 #[derive(Debug, Clone)]
@@ -713,7 +715,7 @@ fn load_project(d: &mut Diag, root: &Node, path: PathBuf, display_path: String, 
 
 fn load_source(d: &mut Diag, node: &Node, path: &str, name: &str, dir: &Path) -> Option<SourceConfig> {
     let mut o = obj(d, node, path, keys::SOURCE)?;
-    let url_node = o.req(d, "url", "e.g. `sqlite://warehouse.db` or `postgres://user:${PGPASSWORD}@host/db`");
+    let url_node = o.req(d, "url", "e.g. `sqlite://warehouse.db`, `postgres://user:${PGPASSWORD}@host/db` or `mysql://user:${MYSQL_PASSWORD}@host/db`");
     let manifest = o.get("dbt_manifest").and_then(|n| nonempty_string(d, n, &join(path, "dbt_manifest")));
     o.finish(d);
     let url_node = url_node?;
@@ -733,12 +735,14 @@ fn load_source(d: &mut Diag, node: &Node, path: &str, name: &str, dir: &Path) ->
         SourceKind::Sqlite { path: if p.is_absolute() { p } else { dir.join(p) } }
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         SourceKind::Postgres
+    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        SourceKind::MySql
     } else {
         d.err(
             url_node.pos,
             &join(path, "url"),
             format!(
-                "unsupported source URL `{}`; use `sqlite://FILE` or `postgres://USER:PASSWORD@HOST:PORT/DB`",
+                "unsupported source URL `{}`; use `sqlite://FILE`, `postgres://USER:PASSWORD@HOST:PORT/DB` or `mysql://USER:PASSWORD@HOST:PORT/DB`",
                 redact_url(&url)
             ),
         );

@@ -282,9 +282,10 @@ impl Engine {
     /// and check that every mapped column exists.
     pub async fn check_sync(&self, sync: &SyncConfig) -> Result<(Source, Relation, Vec<ColumnInfo>)> {
         let src_cfg = &self.project.sources[&sync.source];
+        let sync_label = format!("sync {} ({})", sync.id, sync.name);
         let located = |e: Error| {
-            let msg = self.project.located(sync.relation_pos, &sync.relation_path, e.message());
-            Error::new(e.kind(), format!("sync {} ({}): {msg}", sync.id, sync.name)).with_source(e)
+            let at = format!("{}:{}:{}: {}", self.project.display_path, sync.relation_pos.line, sync.relation_pos.col, sync.relation_path);
+            e.prefixed(at).prefixed(&sync_label)
         };
         let relation = crate::source::resolve(&sync.relation, src_cfg).map_err(located)?;
         let source = Source::connect(src_cfg).await.map_err(|e| self.sync_error(sync, e))?;
@@ -292,15 +293,10 @@ impl Engine {
             Ok(c) => c,
             Err(e) => {
                 let e = match &sync.relation {
-                    Relation::DbtModel(m) => Error::source_err(format!(
-                        "dbt model `{m}` is not readable in the warehouse ({}): has it been built (`dbt run` / `dbt build`)?",
-                        e.message()
-                    ))
-                    .with_source(e),
+                    Relation::DbtModel(m) => e.prefixed(format!("dbt model `{m}` is not readable in the warehouse: has it been built (`dbt run` / `dbt build`)?")),
                     _ => e,
                 };
-                let msg = self.project.located(sync.relation_pos, &sync.relation_path, e.message());
-                return Err(Error::source_err(format!("sync {} ({}): {msg}", sync.id, sync.name)).with_source(e));
+                return Err(located(e));
             }
         };
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
@@ -334,8 +330,7 @@ impl Engine {
     }
 
     fn sync_error(&self, sync: &SyncConfig, e: Error) -> Error {
-        let kind = e.kind();
-        Error::new(kind, format!("sync {} ({})", sync.id, sync.name)).with_source(e)
+        e.prefixed(format!("sync {} ({})", sync.id, sync.name))
     }
 
     fn destination(&self, sync: &SyncConfig, cfg: &DestinationConfig) -> Result<Box<dyn Destination>> {
@@ -427,7 +422,8 @@ impl Engine {
                 RunEnd { status: RunStatus::Failed, canceled: true, error_code: Some("CANCELED".into()), error_message: Some(msg), error_detail: None, counts }
             }
             Err(e) => {
-                tracing::error!(run_id, sync_id = run.sync_id, "run failed: {}", e.full_message());
+                // The run record carries the error; callers print or raise it.
+                tracing::info!(run_id, sync_id = run.sync_id, "run failed: {}", e.full_message());
                 RunEnd {
                     status: RunStatus::Failed,
                     canceled: false,
@@ -517,7 +513,7 @@ impl Engine {
         let key_col = columns.iter().find(|c| c.name == sync.state_key_column()).cloned().ok_or_else(|| {
             Error::config(format!("sync {}: key column {} not found", sync.id, sync.state_key_column()))
         })?;
-        let (order_sql, key_order) = source.order_by(&key_col);
+        let (order_sql, key_order) = source.key_order(&key_col).map_err(|e| self.sync_error(sync, e))?;
 
         let (tx, mut rx) = mpsc::channel::<Chunk>(4);
         let scan = {

@@ -104,6 +104,8 @@ mod tests {
         assert_eq!(resolve(&p, "stg_users").unwrap(), "\"analytics\".\"staging\".\"users\"");
         let e = resolve(&p, "pub_hubspot_contact").unwrap_err().to_string();
         assert!(e.contains("dbt model `pub_hubspot_contact` is not in") && e.contains("did you mean `pub_hubspot_contacts`"), "{e}");
+        // MySQL quotes with backticks and has no database above the schema.
+        assert_eq!(resolve_quoted(&p, "stg_users", true).unwrap(), "`staging`.`users`");
         let e = resolve(&dir.path().join("missing.json"), "x").unwrap_err().to_string();
         assert!(e.contains("run `dbt parse`"), "{e}");
     }

@@ -191,10 +191,12 @@ async fn json_columns(pool: &MySqlPool, cols: &[sqlx::mysql::MySqlColumn]) -> Ha
     let mut wanted: Vec<(usize, String, String)> = Vec::new();
     for (i, c) in cols.iter().enumerate() {
         let ti = c.type_info();
-        if is_text(ti) && matches!(ti.name(), "LONGTEXT" | "LONGBLOB") {
-            if let sqlx::ColumnOrigin::Table(t) = c.origin() {
-                wanted.push((i, t.table.to_string(), t.name.to_string()));
-            }
+        // Every TEXT size travels as the BLOB wire type; the JSON check settles it.
+        if !(is_text(ti) && (ti.name().ends_with("BLOB") || ti.name().ends_with("TEXT"))) {
+            continue;
+        }
+        if let sqlx::ColumnOrigin::Table(t) = c.origin() {
+            wanted.push((i, t.table.to_string(), t.name.to_string()));
         }
     }
     if wanted.is_empty() {
@@ -338,9 +340,12 @@ fn decode(d: Decoder, b: &[u8]) -> std::result::Result<Value, String> {
     })
 }
 
+/// Year, month, day, hour, minute, second, microsecond.
+type Fields = (i64, u32, u32, u32, u32, u32, u32);
+
 /// The binary protocol's DATE/DATETIME/TIMESTAMP: a length byte (0, 4, 7 or 11), then year
 /// (u16), month, day, hour, minute, second (u8 each) and microseconds (u32).
-fn datetime_fields(b: &[u8]) -> std::result::Result<(i64, u32, u32, u32, u32, u32, u32), String> {
+fn datetime_fields(b: &[u8]) -> std::result::Result<Fields, String> {
     let (len, rest) = b.split_first().ok_or("empty date value")?;
     let len = usize::from(*len);
     if rest.len() < len {

@@ -6,7 +6,6 @@
 //! 0000–9999 use ISO-8601's expanded form with a sign (`+10000-01-01`, `-0044-03-15`, where
 //! year 0 is 1 BC).
 
-use std::fmt::Write as _;
 use std::str::FromStr;
 
 use base64::Engine as _;
@@ -31,36 +30,59 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Append `n` as exactly `width` decimal digits (zero-padded; `n` must fit).
+fn push_digits(out: &mut String, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    while i > buf.len() - width || n > 0 {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
 fn push_year(out: &mut String, year: i64) {
     if (0..=9999).contains(&year) {
-        let _ = write!(out, "{year:04}");
+        push_digits(out, year as u64, 4);
     } else if year > 9999 {
-        let _ = write!(out, "+{year}");
+        out.push('+');
+        push_digits(out, year as u64, 4);
     } else {
-        let _ = write!(out, "-{:04}", -year);
+        out.push('-');
+        push_digits(out, year.unsigned_abs(), 4);
     }
+}
+
+fn push_date(out: &mut String, year: i64, month: u32, day: u32) {
+    push_year(out, year);
+    out.push('-');
+    push_digits(out, u64::from(month), 2);
+    out.push('-');
+    push_digits(out, u64::from(day), 2);
 }
 
 /// `YYYY-MM-DD` of a count of days since 1970-01-01.
 pub fn date(days: i64) -> String {
     let (y, m, d) = civil_from_days(days);
     let mut s = String::with_capacity(10);
-    push_year(&mut s, y);
-    let _ = write!(s, "-{m:02}-{d:02}");
+    push_date(&mut s, y, m, d);
     s
 }
 
 /// `.ffffff` with trailing zeros removed, or nothing for whole seconds.
-fn push_fraction(out: &mut String, micros: u32) {
+fn push_fraction(out: &mut String, mut micros: u32) {
     if micros == 0 {
         return;
     }
-    let mut digits = format!("{micros:06}");
-    while digits.ends_with('0') {
-        digits.pop();
+    let mut width = 6;
+    while micros.is_multiple_of(10) {
+        micros /= 10;
+        width -= 1;
     }
     out.push('.');
-    out.push_str(&digits);
+    push_digits(out, u64::from(micros), width);
 }
 
 /// `HH:MM:SS[.ffffff]` of a time of day in microseconds (up to 24:00:00).
@@ -70,18 +92,28 @@ pub fn time_of_day(micros: i64) -> String {
     s
 }
 
+fn push_hms(out: &mut String, hours: u64, minutes: u32, seconds: u32, micros: u32) {
+    push_digits(out, hours, 2);
+    out.push(':');
+    push_digits(out, u64::from(minutes), 2);
+    out.push(':');
+    push_digits(out, u64::from(seconds), 2);
+    push_fraction(out, micros);
+}
+
 fn push_clock(out: &mut String, micros: i64) {
     let secs = micros.div_euclid(1_000_000);
     let frac = micros.rem_euclid(1_000_000) as u32;
-    let _ = write!(out, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    push_fraction(out, frac);
+    push_hms(out, (secs / 3600) as u64, (secs / 60 % 60) as u32, (secs % 60) as u32, frac);
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` of microseconds since 1970-01-01T00:00:00Z.
 pub fn timestamp_utc(unix_micros: i64) -> String {
     let days = unix_micros.div_euclid(MICROS_PER_DAY);
     let in_day = unix_micros.rem_euclid(MICROS_PER_DAY);
-    let mut s = date(days);
+    let (y, m, d) = civil_from_days(days);
+    let mut s = String::with_capacity(27);
+    push_date(&mut s, y, m, d);
     s.push('T');
     push_clock(&mut s, in_day);
     s.push('Z');
@@ -91,9 +123,9 @@ pub fn timestamp_utc(unix_micros: i64) -> String {
 /// `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` from calendar fields (MySQL sends them unpacked).
 pub fn timestamp_fields(year: i64, month: u32, day: u32, hour: u32, minute: u32, second: u32, micros: u32) -> String {
     let mut s = String::with_capacity(27);
-    push_year(&mut s, year);
-    let _ = write!(s, "-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}");
-    push_fraction(&mut s, micros);
+    push_date(&mut s, year, month, day);
+    s.push('T');
+    push_hms(&mut s, u64::from(hour), minute, second, micros);
     s.push('Z');
     s
 }
@@ -101,8 +133,7 @@ pub fn timestamp_fields(year: i64, month: u32, day: u32, hour: u32, minute: u32,
 /// `YYYY-MM-DD` from calendar fields.
 pub fn date_fields(year: i64, month: u32, day: u32) -> String {
     let mut s = String::with_capacity(10);
-    push_year(&mut s, year);
-    let _ = write!(s, "-{month:02}-{day:02}");
+    push_date(&mut s, year, month, day);
     s
 }
 
@@ -113,13 +144,12 @@ pub fn clock_fields(negative: bool, hours: u64, minutes: u32, seconds: u32, micr
     if negative {
         s.push('-');
     }
-    let _ = write!(s, "{hours:02}:{minutes:02}:{seconds:02}");
-    push_fraction(&mut s, micros);
+    push_hms(&mut s, hours, minutes, seconds, micros);
     s
 }
 
 /// A JSON number from decimal text the database produced (`-123.4500`, `1e20`), keeping every
-/// digit; `None` when the text is not a JSON number (`NaN`, `Infinity`).
+/// digit (serde_json writes an exponent with its sign: `1e+20`); `None` when the text is not a JSON number (`NaN`, `Infinity`).
 pub fn number_from_text(text: &str) -> Option<Value> {
     // serde_json accepts no leading `+` and no `.5`; databases do not produce them, but check.
     let t = text.trim();
@@ -129,25 +159,19 @@ pub fn number_from_text(text: &str) -> Option<Value> {
     Number::from_str(t).ok().map(Value::Number)
 }
 
-/// A float as a JSON number (shortest text that reads back as the same float); NaN and the
-/// infinities, which JSON has no numbers for, as the strings `NaN`, `Infinity`, `-Infinity`.
+/// A float as a JSON number (the shortest text that reads back as the same float: `0.1`,
+/// `1e20`, `3.0`); NaN and the infinities, which JSON has no numbers for, as the strings `NaN`,
+/// `Infinity`, `-Infinity`.
 pub fn float64(f: f64) -> Value {
-    if f.is_finite() {
-        // Debug formatting is the shortest round-trip form, with an exponent for very large and
-        // very small magnitudes (`1e20`, `1.5e-7`): always valid JSON.
-        number_from_text(&format!("{f:?}")).unwrap_or(Value::Null)
-    } else {
-        Value::String(non_finite(f).into())
+    match Number::from_f64(f) {
+        Some(n) => Value::Number(n),
+        None => Value::String(non_finite(f).into()),
     }
 }
 
 /// A 4-byte float, rendered by its own shortest form (`0.1`, not `0.10000000149011612`).
 pub fn float32(f: f32) -> Value {
-    if f.is_finite() {
-        number_from_text(&format!("{f:?}")).unwrap_or(Value::Null)
-    } else {
-        Value::String(non_finite(f64::from(f)).into())
-    }
+    if f.is_finite() { Value::from(f) } else { Value::String(non_finite(f64::from(f)).into()) }
 }
 
 fn non_finite(f: f64) -> &'static str {
