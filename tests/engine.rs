@@ -165,12 +165,13 @@ async fn state_keeps_batches_acknowledged_before_a_failure() {
     assert_eq!((r1.counts.records_processed, r1.counts.records_updated), (Some(100), Some(100)));
     assert_eq!(emu.stats().records_accepted, 100);
 
-    // The next run sends exactly the rows that were never acknowledged.
+    // The next run sends exactly the rows that were never acknowledged: the batch whose
+    // delivery failed is in doubt (a change), the one never attempted is new (adds).
     emu.set_faults(Faults::default());
     emu.reset();
     let r2 = run(&engine, 1, false).await;
     assert_eq!(r2.status, RunStatus::Completed);
-    assert_eq!((r2.counts.planned.adds, r2.counts.records_updated), (100, Some(100)));
+    assert_eq!((r2.counts.planned.adds, r2.counts.planned.changes, r2.counts.records_updated), (50, 50, Some(100)));
     // The two acknowledged batches are the first 100 identifiers in key order; exactly the
     // other 100 are sent now.
     let mut all: Vec<String> = (1..=200).map(|i| format!("user{i}@example.com")).collect();
@@ -275,5 +276,33 @@ async fn a_missing_table_fails_the_run_with_a_located_source_error() {
     let msg = r.error_message.unwrap();
     assert!(msg.contains("sync 1 (contacts)") && msg.contains("syncs[0].source.table") && msg.contains("table \"pub_contacts\""), "{msg}");
     assert!(msg.contains("no such table"), "the cause is kept: {msg}");
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_applied_but_not_acknowledged_is_repaired_even_if_the_source_reverts() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::create(dir.path(), 10).await;
+    let emu = emulator().await;
+    let engine = open(&write_project(dir.path(), &project_yml(&emu.url, ""))).await;
+    assert_eq!(run(&engine, 1, false).await.counts.records_updated, Some(10));
+    assert_eq!(emu.store()["user3@example.com"]["score"], 3);
+
+    // The destination applies the change but its answer is lost: the run fails, in doubt.
+    wh.exec("UPDATE contacts SET score = 999 WHERE id = 3").await;
+    emu.set_faults(Faults { fail_rate: 1.0, fail_status: 503, apply_then_fail: true, ..Faults::default() });
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert_eq!(emu.store()["user3@example.com"]["score"], 999, "the destination holds the unacknowledged value");
+
+    // The source goes back to the acknowledged value. The state must not take the destination
+    // to hold it: the row is sent again and the destination is repaired.
+    wh.exec("UPDATE contacts SET score = 3 WHERE id = 3").await;
+    emu.set_faults(Faults::default());
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed);
+    assert_eq!(r.counts.records_updated, Some(1));
+    assert_eq!(emu.store()["user3@example.com"]["score"], 3);
+    assert_eq!(run(&engine, 1, false).await.counts.records_processed, Some(0));
     emu.stop().await;
 }

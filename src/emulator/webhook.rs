@@ -49,6 +49,10 @@ pub struct Faults {
     /// Milliseconds to wait before answering each request (a slow destination).
     #[serde(default)]
     pub latency_ms: u64,
+    /// Failing requests are processed first, then answered with the failure: the answer is
+    /// lost, not the batch (as when a response times out after the destination applied it).
+    #[serde(default)]
+    pub apply_then_fail: bool,
 }
 
 fn default_fail_status() -> u16 {
@@ -60,7 +64,7 @@ fn default_fail_message() -> String {
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { fail_rate: 0.0, fail_status: default_fail_status(), fail_message: default_fail_message(), fail_after: None, latency_ms: 0 }
+        Faults { fail_rate: 0.0, fail_status: default_fail_status(), fail_message: default_fail_message(), fail_after: None, latency_ms: 0, apply_then_fail: false }
     }
 }
 
@@ -201,14 +205,9 @@ async fn receive(State(s): State<Shared>, headers: axum::http::HeaderMap, body: 
     let mut inner = lock(&s);
     let n = inner.stats.requests;
     inner.stats.requests += 1;
-    if fails(n, inner.faults.fail_rate) || inner.faults.fail_after.is_some_and(|after| n >= after) {
-        inner.stats.batches_failed += 1;
-        let status = StatusCode::from_u16(inner.faults.fail_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        let mut resp = (status, Json(json!({"status": status.as_u16(), "message": inner.faults.fail_message}))).into_response();
-        if matches!(status.as_u16(), 429 | 503) {
-            resp.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
-        }
-        return resp;
+    let failing = fails(n, inner.faults.fail_rate) || inner.faults.fail_after.is_some_and(|after| n >= after);
+    if failing && !inner.faults.apply_then_fail {
+        return failure(&mut inner);
     }
     let records = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Array(items)) => items,
@@ -218,7 +217,9 @@ async fn receive(State(s): State<Shared>, headers: axum::http::HeaderMap, body: 
                 .into_response();
         }
     };
-    inner.stats.batches_accepted += 1;
+    if !failing {
+        inner.stats.batches_accepted += 1;
+    }
     let mut results = Vec::with_capacity(records.len());
     for (i, rec) in records.into_iter().enumerate() {
         inner.stats.records_received += 1;
@@ -245,7 +246,21 @@ async fn receive(State(s): State<Shared>, headers: axum::http::HeaderMap, body: 
             }
         }
     }
+    if failing {
+        return failure(&mut inner);
+    }
     Json(json!({"results": results})).into_response()
+}
+
+/// The configured failure answer.
+fn failure(inner: &mut Inner) -> Response {
+    inner.stats.batches_failed += 1;
+    let status = StatusCode::from_u16(inner.faults.fail_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut resp = (status, Json(json!({"status": status.as_u16(), "message": inner.faults.fail_message}))).into_response();
+    if matches!(status.as_u16(), 429 | 503) {
+        resp.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+    }
+    resp
 }
 
 #[derive(Deserialize)]

@@ -683,6 +683,8 @@ impl Merge<'_> {
         let fingerprint = self.mapper.fingerprint(&mapped, &mut self.buf);
         let kind = match (self.sync.behavior, matched) {
             (_, None) => Kind::Add,
+            // A row sent once is never sent again, unless that sending is in doubt.
+            (Behavior::Create | Behavior::Append, Some(e)) if e.fingerprint == store::IN_DOUBT => Kind::Add,
             (Behavior::Create | Behavior::Append, Some(_)) => return out.unchanged(),
             (_, Some(e)) if e.fingerprint == fingerprint && !self.full_sync => return out.unchanged(),
             (_, Some(_)) => Kind::Change,
@@ -860,6 +862,14 @@ impl Delivery<'_> {
 
     async fn send(&mut self, op: Operation, batch: Vec<Planned>) -> Result<()> {
         self.ctl.check()?;
+        // Write-ahead: until the destination answers, these rows' delivery is in doubt. If this
+        // process dies mid-request, the next run finds them in doubt and sends them again.
+        let in_doubt: Vec<StateChange> = batch
+            .iter()
+            .map(|r| StateChange::Put(StateEntry { key: r.key.clone(), identifier: r.identifier.clone(), fingerprint: store::IN_DOUBT }))
+            .collect();
+        self.commit(&in_doubt, Vec::new()).await?;
+        drop(in_doubt);
         let records: Vec<OutRecord> = batch.iter().map(|r| OutRecord { identifier: &r.identifier, payload: &r.record }).collect();
         let outcomes = send_with_retry(self.dest, self.retry, op, &records).await?;
         drop(records);

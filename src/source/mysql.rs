@@ -23,7 +23,7 @@ fn options(ctx: &SourceCtx<'_>) -> Result<MySqlConnectOptions> {
         Some(rest) => format!("mysql://{rest}"),
         None => ctx.url.to_string(),
     };
-    let opts = MySqlConnectOptions::from_str(&url).map_err(|e| ctx.connect_error(e))?;
+    let opts = MySqlConnectOptions::from_str(&url).map_err(|e| ctx.connect_error(e))?.disable_statement_logging();
     // Keep the server's SQL semantics for the user's queries (`||` stays OR); TIMESTAMP
     // values arrive in UTC; text arrives as utf8mb4.
     Ok(opts

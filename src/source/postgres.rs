@@ -33,7 +33,7 @@ pub(super) struct Server {
 }
 
 pub(super) async fn connect(ctx: &SourceCtx<'_>) -> Result<(PgPool, Server)> {
-    let opts = PgConnectOptions::from_str(ctx.url).map_err(|e| ctx.connect_error(e))?;
+    let opts = PgConnectOptions::from_str(ctx.url).map_err(|e| ctx.connect_error(e))?.disable_statement_logging();
     let opts = opts.application_name("sluicegate").log_statements(tracing::log::LevelFilter::Debug);
     let mut probe = match tokio::time::timeout(CONNECT_TIMEOUT, opts.connect()).await {
         Ok(Ok(c)) => c,

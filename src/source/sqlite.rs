@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use serde_json::Value;
+use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 
@@ -27,7 +28,7 @@ pub(super) async fn connect(ctx: &SourceCtx<'_>, path: &std::path::Path) -> Resu
             ctx.name
         )));
     }
-    let opts = SqliteConnectOptions::new().filename(path).read_only(true).busy_timeout(Duration::from_secs(30));
+    let opts = SqliteConnectOptions::new().filename(path).read_only(true).busy_timeout(Duration::from_secs(30)).disable_statement_logging();
     SqlitePoolOptions::new().max_connections(2).connect_with(opts).await.map_err(|e| {
         Error::source_err(format!("source `{}`: cannot open SQLite file {}", ctx.name, path.display())).with_source(e)
     })

@@ -153,6 +153,12 @@ pub struct RunEnd {
 /// 128-bit fingerprint of a delivered payload.
 pub type Fingerprint = u128;
 
+/// The fingerprint of a row whose delivery is in doubt: written before a batch is sent, and
+/// replaced by the real one only when the destination acknowledges it. A run killed (or
+/// failed) mid-batch thus leaves state that matches no payload, so the next run sends the row
+/// again, whatever its value is by then.
+pub const IN_DOUBT: Fingerprint = 0;
+
 /// One acknowledged row of a sync: its sort key, identifier and fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateEntry {

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Executor, QueryBuilder, Row};
+use sqlx::{ConnectOptions, Executor, QueryBuilder, Row};
 
 use super::common::{finish_query, outcome_from_row, push_counts, run_from_row, state_entry_from_row, RUN_COLUMNS};
 use super::migrations::POSTGRES as MIGRATIONS;
@@ -29,7 +29,8 @@ impl PgStore {
         let shown = crate::config::redact_url(url);
         let opts = PgConnectOptions::from_str(url)
             .map_err(|e| Error::store(format!("invalid Postgres state store URL {shown}")).with_source(e))?
-            .application_name("sluicegate");
+            .application_name("sluicegate")
+            .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))

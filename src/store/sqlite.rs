@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use futures_util::stream::{BoxStream, StreamExt};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
 
 use super::common::{finish_query, outcome_from_row, push_counts, run_from_row, state_entry_from_row, RUN_COLUMNS};
 use super::migrations::SQLITE as MIGRATIONS;
@@ -41,7 +41,9 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // Reading a large sync's state takes long by design: no slow-statement warnings.
+            .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
