@@ -17,4 +17,9 @@ mod python;
 
 pub use error::{Error, ErrorKind, Result};
 
+/// Every row is a handful of small allocations made on one task and freed on another; mimalloc
+/// does that several times faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

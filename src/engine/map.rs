@@ -13,8 +13,8 @@ enum From {
 
 struct Field {
     to: String,
-    /// `"to":` as JSON, ready to write.
-    key_json: Vec<u8>,
+    /// The last field (in this order) reading its column moves the value; others clone it.
+    take: bool,
     from: From,
     sync_nulls: bool,
     field_type: Option<FieldType>,
@@ -42,14 +42,49 @@ impl Mapper {
                     FieldSource::Column(c) => (From::Column(column_index(c)), format!("column {c}")),
                     FieldSource::Constant(v) => (From::Constant(v.clone()), "constant".to_string()),
                 };
-                let mut key_json = serde_json::to_vec(&m.to).unwrap_or_default();
-                key_json.push(b':');
-                Field { to: m.to.clone(), key_json, from, sync_nulls: m.sync_nulls, field_type: m.field_type, origin }
+                Field { to: m.to.clone(), take: false, from, sync_nulls: m.sync_nulls, field_type: m.field_type, origin }
             })
             .collect();
         // serde_json's Map orders keys as `String` does; the canonical bytes follow that order.
         fields.sort_by(|a, b| a.to.cmp(&b.to));
+        let mut seen = std::collections::HashSet::new();
+        for f in fields.iter_mut().rev() {
+            if let From::Column(i) = f.from {
+                f.take = seen.insert(i);
+            }
+        }
         Mapper { fields }
+    }
+
+    /// Map one row, moving its values; `Err` is the reason the row is invalid, and leaves
+    /// the row as it was (conversions are checked before anything is moved).
+    pub fn map_owned(&self, row: &mut [Value]) -> Result<Mapped, String> {
+        let mut converted: Vec<Option<Value>> = Vec::new();
+        for (n, f) in self.fields.iter().enumerate() {
+            if let (Some(t), From::Column(i)) = (f.field_type, &f.from) {
+                if converted.is_empty() {
+                    converted.resize(self.fields.len(), None);
+                }
+                if !row[*i].is_null() {
+                    let v = convert(row[*i].clone(), t).map_err(|why| format!("field {} ({}): {why}", f.to, f.origin))?;
+                    converted[n] = Some(v);
+                }
+            }
+        }
+        let mut values = Vec::with_capacity(self.fields.len());
+        for (n, f) in self.fields.iter().enumerate() {
+            let v = match (converted.get_mut(n).and_then(Option::take), &f.from) {
+                (Some(v), _) => v,
+                (None, From::Column(i)) if f.take => std::mem::take(&mut row[*i]),
+                (None, From::Column(i)) => row[*i].clone(),
+                (None, From::Constant(c)) => match f.field_type {
+                    Some(t) if !c.is_null() => convert(c.clone(), t).map_err(|why| format!("field {} (constant): {why}", f.to))?,
+                    _ => c.clone(),
+                },
+            };
+            values.push(if v.is_null() && !f.sync_nulls { None } else { Some(v) });
+        }
+        Ok(Mapped { values })
     }
 
     /// Map one row; `Err` is the reason the row is invalid.
@@ -70,23 +105,15 @@ impl Mapper {
         Ok(Mapped { values })
     }
 
-    /// The canonical JSON of a mapped row (what [`Mapper::record`] serializes to) and its
-    /// fingerprint, written without building the record.
+    /// The fingerprint of a mapped row: the same as [`crate::diff::fingerprint`] of the record
+    /// [`Mapper::record`] builds, computed without building it.
     pub fn fingerprint(&self, m: &Mapped, buf: &mut Vec<u8>) -> Fingerprint {
         buf.clear();
-        buf.push(b'{');
-        let mut first = true;
         for (f, v) in self.fields.iter().zip(&m.values) {
             if let Some(v) = v {
-                if !first {
-                    buf.push(b',');
-                }
-                first = false;
-                buf.extend_from_slice(&f.key_json);
-                let _ = serde_json::to_writer(&mut *buf, v);
+                crate::diff::encode_field(buf, &f.to, v);
             }
         }
-        buf.push(b'}');
         xxhash_rust::xxh3::xxh3_128(buf)
     }
 
@@ -199,5 +226,32 @@ mod tests {
         assert_eq!(convert(json!("2026-03-01T10:00:00+02:00"), FieldType::Datetime).unwrap(), json!("2026-03-01T08:00:00Z"));
         assert_eq!(convert(json!("2026-03-01"), FieldType::Datetime).unwrap(), json!("2026-03-01T00:00:00Z"));
         assert!(convert(json!("yesterday"), FieldType::Datetime).is_err());
+    }
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::*;
+    use serde_json::json;
+    use crate::config::Project;
+
+    #[test]
+    fn mapper_fingerprint_equals_the_fingerprint_of_the_record() {
+        let yml = "sources: {w: {url: 'sqlite://w.db'}}\ndestinations: {d: {type: webhook, url: 'http://h/x'}}\nsyncs:\n  - id: 1\n    name: s\n    source: {connection: w, table: t}\n    destination: {connection: d}\n    primary_identifier: {from: id, to: id}\n    mappings:\n      - {from: b, to: zeta}\n      - {from: a, to: alpha, sync_nulls: false}\n      - {constant: 7, to: mid}\n";
+        let p = Project::from_str_with_env(yml, std::path::Path::new("p.yml"), &|_| None).unwrap();
+        let cols = ["id", "a", "b"];
+        let mapper = Mapper::new(&p.syncs[0], &|c| cols.iter().position(|x| *x == c).unwrap());
+        let mut buf = Vec::new();
+        for row in [
+            vec![json!(1), json!("x"), json!({"k": [1, "2", null]})],
+            vec![json!(2), Value::Null, json!("é\"\n")],
+            vec![json!("3"), json!(1.5), json!(true)],
+        ] {
+            let mut r = row.clone();
+            let m = mapper.map_owned(&mut r).unwrap();
+            let fp = mapper.fingerprint(&m, &mut buf);
+            let record = mapper.record(m);
+            assert_eq!(fp, crate::diff::fingerprint(&record), "{record:?}");
+        }
     }
 }

@@ -671,12 +671,12 @@ impl Merge<'_> {
             }
             return Ok(());
         }
-        let Some(row) = rows.into_iter().next() else { return Ok(()) };
+        let Some(mut row) = rows.into_iter().next() else { return Ok(()) };
         if self.id_idx != self.key_idx && row[self.id_idx].is_null() {
             let reason = format!("null identifier in column {}", self.sync.primary_identifier.from);
             return out.invalid(self.invalid(Some(identifier), &row, reason)).await;
         }
-        let mapped = match self.mapper.map(&row) {
+        let mapped = match self.mapper.map_owned(&mut row) {
             Ok(m) => m,
             Err(why) => return out.invalid(self.invalid(Some(identifier), &row, why)).await,
         };

@@ -5,10 +5,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use futures_util::stream::{BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
 
-use super::common::{finish_query, outcome_from_row, push_counts, run_from_row, state_entry_from_row, RUN_COLUMNS};
+use super::common::{finish_query, outcome_from_row, push_counts, run_from_row, RUN_COLUMNS};
 use super::migrations::SQLITE as MIGRATIONS;
 use super::*;
 use crate::error::{Context, ErrorKind};
@@ -26,7 +26,73 @@ fn store_err(what: impl Into<String>) -> impl FnOnce() -> String {
     move || what
 }
 
+/// Rows of sync state read per page.
+const STATE_PAGE: usize = 4096;
+
 impl SqliteStore {
+    /// Up to `STATE_PAGE` state entries of a sync with keys after `after`, in key order.
+    ///
+    /// Read through SQLite's C API on this thread, with the connection's worker paused: sqlx
+    /// would hand each row over a channel from its worker thread, which costs a thread wake-up
+    /// per row and dominated no-change runs of large syncs.
+    async fn state_page(&self, sync_id: i64, after: &[u8]) -> Result<Vec<StateEntry>> {
+        use libsqlite3_sys as ffi;
+        use std::ffi::{c_int, c_void, CStr};
+
+        let mut conn = self.pool.acquire().await.context(ErrorKind::Store, self.err("cannot connect"))?;
+        let mut handle = conn.lock_handle().await.context(ErrorKind::Store, self.err("cannot lock a connection"))?;
+        let db = handle.as_raw_handle().as_ptr();
+        let sql = c"SELECT sort_key, identifier, fingerprint FROM sync_state WHERE sync_id = ?1 AND sort_key > ?2 ORDER BY sort_key LIMIT ?3";
+        let fail = |what: &str| {
+            // SAFETY: `db` is the open connection we hold locked; sqlite3_errmsg returns a
+            // NUL-terminated string owned by SQLite, valid until the next call on `db`.
+            let msg = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }.to_string_lossy().into_owned();
+            Error::store(format!("state store {}: {what}: {msg}", self.path.display()))
+        };
+        let mut out = Vec::with_capacity(STATE_PAGE);
+        let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
+        // SAFETY: `db` stays valid and unused by anyone else while `handle` is held (sqlx's
+        // worker is paused); the statement is prepared, bound, stepped and finalized here, and
+        // column pointers are copied before the next step.
+        unsafe {
+            if ffi::sqlite3_prepare_v2(db, sql.as_ptr(), -1, &mut stmt, std::ptr::null_mut()) != ffi::SQLITE_OK {
+                return Err(fail("cannot read sync state"));
+            }
+            let bound = ffi::sqlite3_bind_int64(stmt, 1, sync_id) == ffi::SQLITE_OK
+                && ffi::sqlite3_bind_blob(stmt, 2, after.as_ptr().cast::<c_void>(), after.len() as c_int, ffi::SQLITE_TRANSIENT())
+                    == ffi::SQLITE_OK
+                && ffi::sqlite3_bind_int64(stmt, 3, STATE_PAGE as i64) == ffi::SQLITE_OK;
+            let mut result = if bound { Ok(()) } else { Err(fail("cannot read sync state")) };
+            while result.is_ok() {
+                match ffi::sqlite3_step(stmt) {
+                    ffi::SQLITE_ROW => {
+                        let bytes = |col: c_int| -> &[u8] {
+                            let p = ffi::sqlite3_column_blob(stmt, col).cast::<u8>();
+                            let n = ffi::sqlite3_column_bytes(stmt, col) as usize;
+                            if p.is_null() || n == 0 { &[] } else { std::slice::from_raw_parts(p, n) }
+                        };
+                        let key = bytes(0).to_vec();
+                        let identifier = String::from_utf8_lossy(bytes(1)).into_owned();
+                        match <[u8; 16]>::try_from(bytes(2)) {
+                            Ok(fp) => out.push(StateEntry { key, identifier, fingerprint: u128::from_be_bytes(fp) }),
+                            Err(_) => {
+                                result = Err(Error::store(format!(
+                                    "state store {}: the fingerprint of {identifier:?} is not 16 bytes",
+                                    self.path.display()
+                                )))
+                            }
+                        }
+                    }
+                    ffi::SQLITE_DONE => break,
+                    _ => result = Err(fail("reading sync state failed")),
+                }
+            }
+            ffi::sqlite3_finalize(stmt);
+            result?;
+        }
+        Ok(out)
+    }
+
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() && !parent.exists() {
@@ -284,15 +350,19 @@ impl Store for SqliteStore {
     }
 
     fn state_stream(&self, sync_id: i64) -> BoxStream<'_, Result<StateEntry>> {
-        let shown = self.path.display().to_string();
-        sqlx::query("SELECT sort_key, identifier, fingerprint FROM sync_state WHERE sync_id = ? ORDER BY sort_key")
-            .bind(sync_id)
-            .fetch(&self.pool)
-            .map(move |row| {
-                let row = row.map_err(|e| Error::store(format!("state store {shown}: cannot read sync state")).with_source(e))?;
-                state_entry_from_row(row, &shown)
-            })
-            .boxed()
+        // Keyset pages read on the engine's own thread. Paging needs no snapshot: every state
+        // change a run commits has a key at or before the entry the merge holds, which was
+        // read already, so a later page never sees the run's own writes.
+        let pages = futures_util::stream::try_unfold((Vec::new(), false), move |(after, done)| async move {
+            if done {
+                return Ok(None);
+            }
+            let page = self.state_page(sync_id, &after).await?;
+            let last = page.last().map(|e| e.key.clone());
+            let done = page.len() < STATE_PAGE;
+            Ok(last.map(|l| (futures_util::stream::iter(page.into_iter().map(Ok)), (l, done))))
+        });
+        pages.try_flatten().boxed()
     }
 
     async fn commit_batch(
