@@ -290,7 +290,7 @@ pub async fn run(dir: &Path, demo: bool, force: bool, rows: u32) -> Result<i32> 
     let mut check = |label: &str, run: &RunRecord, want_sent: i64, received_total: u64, want_total: u64| {
         println!("\n{label}");
         print_run(run);
-        println!("  emulator holds {received_total} records");
+        println!("  the emulator has accepted {received_total} records in all");
         if run.status != RunStatus::Completed || run.counts.records_processed != Some(want_sent) || received_total != want_total {
             problems.push(format!("{label}: expected {want_sent} rows sent and {want_total} received"));
         }
