@@ -222,7 +222,9 @@ async fn cancel_stops_within_a_batch_and_the_next_run_sends_the_rest() {
     assert_eq!(r.status, RunStatus::Failed);
     assert!(r.canceled);
     assert_eq!(r.error_code.as_deref(), Some("CANCELED"));
-    assert!(emu.stats().requests <= requests_at_cancel + 1, "stopped within one batch");
+    // No batch starts after the cancel is seen; those in flight (at most max_concurrency, 4 by
+    // default, and one more dispatched before the next commit saw the cancel) finish.
+    assert!(emu.stats().requests <= requests_at_cancel + 5, "stopped within the batches in flight");
     let delivered = r.counts.records_updated.unwrap();
     assert!(delivered > 0 && delivered < 400, "{delivered}");
     assert_eq!(emu.stats().stored as i64, delivered, "state reflects exactly what was delivered");

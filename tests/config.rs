@@ -48,9 +48,9 @@ fn valid_project_loads_with_defaults() {
     let s = &p.syncs[0];
     assert_eq!((s.id, s.name.as_str(), s.behavior.as_str()), (1, "contacts", "upsert"));
     let d = &p.destinations["hook"];
-    assert_eq!(d.retry.max_attempts, 5);
-    let sluicegate::config::DestinationKind::Webhook(w) = &d.kind;
-    assert_eq!(w.batch_size, 100);
+    assert_eq!(d.delivery.retry.max_attempts, 5);
+    assert_eq!(d.delivery.batch_size, None);
+    assert!(matches!(&d.kind, sluicegate::config::DestinationKind::Webhook(_)));
 }
 
 #[test]
@@ -110,7 +110,7 @@ fn several_problems_are_reported_together() {
 #[test]
 fn env_vars_interpolate_and_missing_ones_are_errors() {
     let p = load(&VALID.replace("http://127.0.0.1:9/x", "http://127.0.0.1:9/${SET_VAR}")).unwrap();
-    let sluicegate::config::DestinationKind::Webhook(w) = &p.destinations["hook"].kind;
+    let sluicegate::config::DestinationKind::Webhook(w) = &p.destinations["hook"].kind else { panic!("not a webhook") };
     assert_eq!(w.url.expose(), "http://127.0.0.1:9/value");
     let e = err(&VALID.replace("http://127.0.0.1:9/x", "http://127.0.0.1:9/${UNSET_VAR_FOR_TEST}"));
     assert!(e.contains("sluicegate.yml:7:10: destinations.hook.url: environment variable UNSET_VAR_FOR_TEST is not set"), "{e}");

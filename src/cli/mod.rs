@@ -32,11 +32,15 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Check the project file; connect to each sync's source and check its columns.
+    /// Check the project file; connect to each sync's source and check its columns (and, with
+    /// `--check`, each destination).
     Validate {
         /// Only check the file, do not connect to sources.
         #[arg(long)]
         offline: bool,
+        /// Also check that each destination is reachable and the credentials authorized (read-only requests).
+        #[arg(long, conflicts_with = "offline")]
+        check: bool,
     },
     /// Run a sync now, in this process, and print its counts.
     Run {
@@ -131,6 +135,12 @@ enum Emulator {
         #[arg(long = "reject-if", value_name = "FIELD=REGEX")]
         reject_if: Vec<String>,
     },
+    /// HubSpot's CRM v3 contacts API (batch upsert/update/create/archive, 207s, rate limits).
+    Hubspot(crate::emulator::hubspot::Args),
+    /// Iterable's users/bulkUpdate and events/trackBulk.
+    Iterable(crate::emulator::iterable::Args),
+    /// Salesforce OAuth, sObject Collections and Bulk API 2.0 ingest jobs.
+    Salesforce(crate::emulator::salesforce::Args),
 }
 
 /// Run the CLI with `args` (the first is the program name). Returns the exit code.
@@ -176,7 +186,7 @@ async fn open_engine(cli: &Cli) -> Result<Engine> {
 
 async fn dispatch(cli: Cli) -> Result<i32> {
     match &cli.command {
-        Command::Validate { offline } => validate(&cli, *offline).await,
+        Command::Validate { offline, check } => validate(&cli, *offline, *check).await,
         Command::Run { sync, full_sync, json } => {
             let engine = open_engine(&cli).await?;
             let run = run_sync(&engine, &SyncRef::parse(sync), *full_sync, cli_trigger()).await?;
@@ -227,6 +237,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Emulate { which: Emulator::Hubspot(args) } => crate::emulator::hubspot::run_cli(args).await,
+        Command::Emulate { which: Emulator::Iterable(args) } => crate::emulator::iterable::run_cli(args).await,
+        Command::Emulate { which: Emulator::Salesforce(args) } => crate::emulator::salesforce::run_cli(args).await,
         Command::Emulate { which: Emulator::Webhook { host, port, fail_rate, fail_status, fail_message, latency_ms, discard, fail_after, reject_if } } => {
             let mut reject = Vec::new();
             for spec in reject_if {
@@ -272,7 +285,7 @@ async fn terminate() {
     std::future::pending::<()>().await
 }
 
-async fn validate(cli: &Cli, offline: bool) -> Result<i32> {
+async fn validate(cli: &Cli, offline: bool, check_destinations: bool) -> Result<i32> {
     let project = Project::load(&cli.project)?;
     println!(
         "{}: {} source(s), {} destination(s), {} sync(s)",
@@ -300,6 +313,19 @@ async fn validate(cli: &Cli, offline: bool) -> Result<i32> {
             Err(e) => {
                 failed += 1;
                 println!("FAIL  {}", e.full_message());
+            }
+        }
+        if check_destinations {
+            let checked = match engine.destination(sync).await {
+                Ok(dest) => dest.check().await.map(|()| dest.describe()),
+                Err(e) => Err(e.full_message()),
+            };
+            match checked {
+                Ok(what) => println!("ok    sync {} ({}): {what} is reachable and authorized", sync.id, sync.name),
+                Err(why) => {
+                    failed += 1;
+                    println!("FAIL  sync {} ({}): {why}", sync.id, sync.name);
+                }
             }
         }
     }

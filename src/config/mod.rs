@@ -6,6 +6,7 @@
 //! in [`Secret`], whose `Debug` and `Display` never show the value.
 
 mod yaml;
+pub mod destinations;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -21,7 +22,9 @@ use crate::error::{Error, Result};
 pub mod keys {
     pub const TOP: &[&str] = &["version", "state", "sources", "destinations", "syncs"];
     pub const SOURCE: &[&str] = &["url", "dbt_manifest"];
-    pub const WEBHOOK: &[&str] = &["type", "url", "batch_size", "headers", "timeout", "retry"];
+    /// Delivery settings every destination type accepts (besides `type`).
+    pub const DELIVERY: &[&str] = &["batch_size", "timeout", "retry", "rate_limit", "max_concurrency"];
+    pub const RATE_LIMIT: &[&str] = &["requests", "per"];
     pub const RETRY: &[&str] = &["max_attempts", "initial_backoff", "max_backoff"];
     pub const SYNC: &[&str] =
         &["id", "name", "source", "destination", "primary_identifier", "mappings", "behavior", "unique_key"];
@@ -29,7 +32,7 @@ pub mod keys {
     pub const SYNC_DESTINATION: &[&str] = &["connection", "object"];
     pub const IDENTIFIER: &[&str] = &["from", "to"];
     pub const MAPPING: &[&str] = &["from", "constant", "to", "sync_nulls", "type"];
-    pub const DESTINATION_TYPES: &[&str] = &["webhook"];
+    pub const DESTINATION_TYPES: &[&str] = &["webhook", "hubspot", "iterable", "salesforce", "postgres"];
     pub const BEHAVIORS: &[&str] = &["upsert", "update", "create", "mirror", "append"];
     pub const FIELD_TYPES: &[&str] = &["string", "integer", "number", "boolean", "datetime", "json"];
 }
@@ -113,24 +116,54 @@ impl Default for RetryConfig {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    pub url: Secret,
-    pub batch_size: usize,
-    pub headers: Vec<(String, Secret)>,
-    pub timeout: Duration,
+/// A request budget: at most `requests` per `per`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per: Duration,
 }
+
+impl RateLimit {
+    pub fn per_second(&self) -> f64 {
+        self.requests as f64 / self.per.as_secs_f64().max(1e-3)
+    }
+}
+
+/// How records reach a destination; every field left unset takes the destination type's
+/// default (see each type's module docs).
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryConfig {
+    pub retry: RetryConfig,
+    /// Records per request (capped at the type's maximum).
+    pub batch_size: Option<usize>,
+    /// Time allowed for one request.
+    pub timeout: Option<Duration>,
+    /// Our own request budget; the destination's rate-limit headers can only tighten it.
+    pub rate_limit: Option<RateLimit>,
+    /// Most requests in flight at once; adaptive concurrency stays at or below it.
+    pub max_concurrency: Option<usize>,
+}
+
+pub use destinations::hubspot::HubspotConfig;
+pub use destinations::iterable::IterableConfig;
+pub use destinations::postgres::PostgresDestinationConfig;
+pub use destinations::salesforce::SalesforceConfig;
+pub use destinations::webhook::WebhookConfig;
 
 #[derive(Debug, Clone)]
 pub enum DestinationKind {
     Webhook(WebhookConfig),
+    Hubspot(HubspotConfig),
+    Iterable(IterableConfig),
+    Salesforce(SalesforceConfig),
+    Postgres(PostgresDestinationConfig),
 }
 
 #[derive(Debug, Clone)]
 pub struct DestinationConfig {
     pub name: String,
     pub kind: DestinationKind,
-    pub retry: RetryConfig,
+    pub delivery: DeliveryConfig,
     pub pos: Pos,
 }
 
@@ -138,6 +171,10 @@ impl DestinationConfig {
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             DestinationKind::Webhook(_) => "webhook",
+            DestinationKind::Hubspot(_) => "hubspot",
+            DestinationKind::Iterable(_) => "iterable",
+            DestinationKind::Salesforce(_) => "salesforce",
+            DestinationKind::Postgres(_) => "postgres",
         }
     }
 }
@@ -765,73 +802,68 @@ fn load_destination(d: &mut Diag, node: &Node, path: &str, name: &str) -> Option
         return None;
     };
     let ty = string(d, type_node, &join(path, "type"))?;
-    match ty.as_str() {
-        "webhook" => {
-            let mut o = obj(d, node, path, keys::WEBHOOK)?;
-            o.get("type");
-            let url = o
-                .req(d, "url", "the endpoint that receives POSTed batches")
-                .and_then(|n| {
-                    let u = nonempty_string(d, n, &join(path, "url"))?;
-                    if reqwest::Url::parse(&u).map(|p| matches!(p.scheme(), "http" | "https")).unwrap_or(false) {
-                        Some(u)
-                    } else {
-                        d.err(n.pos, &join(path, "url"), format!("`{}` is not an http(s) URL", redact_url(&u)));
+    let Some(allowed) = destinations::keys_of(&ty) else {
+        d.err(
+            type_node.pos,
+            &join(path, "type"),
+            format!(
+                "unknown destination type `{ty}`{}; available types: {}",
+                did_you_mean(&ty, keys::DESTINATION_TYPES.iter().copied()),
+                keys::DESTINATION_TYPES.join(", ")
+            ),
+        );
+        return None;
+    };
+    let mut o = obj(d, node, path, allowed)?;
+    o.get("type");
+    let delivery = load_delivery(d, &mut o, path, destinations::max_batch_of(&ty));
+    let kind = destinations::load(d, &mut o, path, &ty);
+    o.finish(d);
+    Some(DestinationConfig { name: name.to_string(), kind: kind?, delivery: delivery?, pos: node.pos })
+}
+
+/// The delivery keys every destination type shares.
+fn load_delivery(d: &mut Diag, o: &mut Obj, path: &str, max_batch: usize) -> Option<DeliveryConfig> {
+    let batch_size = o.get("batch_size").map(|n| int(d, n, &join(path, "batch_size"), 1, max_batch as i64).map(|v| Some(v as usize))).unwrap_or(Some(None));
+    let timeout = o.get("timeout").map(|n| duration(d, n, &join(path, "timeout")).map(Some)).unwrap_or(Some(None));
+    let retry = o.get("retry").map(|n| load_retry(d, n, &join(path, "retry"))).unwrap_or(Some(RetryConfig::default()));
+    let max_concurrency =
+        o.get("max_concurrency").map(|n| int(d, n, &join(path, "max_concurrency"), 1, 256).map(|v| Some(v as usize))).unwrap_or(Some(None));
+    let rate_limit = match o.get("rate_limit") {
+        None => Some(None),
+        Some(n) => {
+            let rp = join(path, "rate_limit");
+            obj(d, n, &rp, keys::RATE_LIMIT).and_then(|mut r| {
+                let requests = r.req(d, "requests", "how many requests").and_then(|n| int(d, n, &join(&rp, "requests"), 1, 1_000_000));
+                let per = r.get("per").map(|n| duration(d, n, &join(&rp, "per"))).unwrap_or(Some(Duration::from_secs(1)));
+                let per = per.and_then(|p| {
+                    if p < Duration::from_millis(1) {
+                        d.err(r.key_pos("per"), &join(&rp, "per"), "must be at least 1ms");
                         None
+                    } else {
+                        Some(p)
                     }
                 });
-            let batch_size = o.get("batch_size").map(|n| int(d, n, &join(path, "batch_size"), 1, 10_000)).unwrap_or(Some(100));
-            let timeout = o.get("timeout").map(|n| duration(d, n, &join(path, "timeout"))).unwrap_or(Some(Duration::from_secs(30)));
-            let mut headers = Vec::new();
-            if let Some(h) = o.get("headers") {
-                let hp = join(path, "headers");
-                if let Some(mut ho) = obj(d, h, &hp, &[]) {
-                    for (k, v) in ho.entries {
-                        let key = key_text(k).to_string();
-                        let kp = join(&hp, &key);
-                        if reqwest::header::HeaderName::from_bytes(key.as_bytes()).is_err() {
-                            d.err(k.pos, &kp, "not a valid HTTP header name");
-                            continue;
-                        }
-                        if let Some(val) = string(d, v, &kp) {
-                            if reqwest::header::HeaderValue::from_str(&val).is_err() {
-                                d.err(v.pos, &kp, "not a valid HTTP header value (control characters or newlines?)");
-                            } else {
-                                headers.push((key, Secret(val)));
-                            }
-                        }
-                    }
-                    ho.used.fill(true);
-                    ho.finish(d);
-                }
-            }
-            let retry = o.get("retry").map(|n| load_retry(d, n, &join(path, "retry"))).unwrap_or(Some(RetryConfig::default()));
-            o.finish(d);
-            Some(DestinationConfig {
-                name: name.to_string(),
-                kind: DestinationKind::Webhook(WebhookConfig {
-                    url: Secret(url?),
-                    batch_size: batch_size? as usize,
-                    headers,
-                    timeout: timeout?,
-                }),
-                retry: retry?,
-                pos: node.pos,
+                r.finish(d);
+                Some(Some(RateLimit { requests: requests? as u32, per: per? }))
             })
         }
-        other => {
-            d.err(
-                type_node.pos,
-                &join(path, "type"),
-                format!(
-                    "unknown destination type `{other}`{}; available types: {}",
-                    did_you_mean(other, keys::DESTINATION_TYPES.iter().copied()),
-                    keys::DESTINATION_TYPES.join(", ")
-                ),
-            );
-            None
+    };
+    Some(DeliveryConfig { retry: retry?, batch_size: batch_size?, timeout: timeout?, rate_limit: rate_limit?, max_concurrency: max_concurrency? })
+}
+
+/// A credential: must be written as `${ENV_VAR}` (or `${ENV_VAR:-default}` for local
+/// emulators), never as a literal, so that project files can be committed.
+fn secret_from_env(d: &mut Diag, node: &Node, path: &str) -> Option<Secret> {
+    if let Value::Scalar { text, .. } = &node.value {
+        let t = text.trim();
+        let is_ref = t.starts_with("${") && t.ends_with('}') && t[2..t.len() - 1].find(['$', '{', '}']).is_none();
+        if !is_ref {
+            d.err(node.pos, path, "write credentials as an environment variable reference, e.g. `${HUBSPOT_TOKEN}`, never literally in the project file");
+            return None;
         }
     }
+    nonempty_string(d, node, path).map(Secret)
 }
 
 fn load_retry(d: &mut Diag, node: &Node, path: &str) -> Option<RetryConfig> {
@@ -989,7 +1021,9 @@ fn load_sync(
     let dp = join(path, "destination");
     let mut destination = None;
     let mut object = None;
+    let mut object_pos = node.pos;
     if let Some(dn) = o.req(d, "destination", "`connection` and optionally `object`") {
+        object_pos = dn.pos;
         if let Some(mut dobj) = obj(d, dn, &dp, keys::SYNC_DESTINATION) {
             destination = dobj.req(d, "connection", "the name of an entry under `destinations`").and_then(|n| {
                 let c = string(d, n, &join(&dp, "connection"))?;
@@ -1005,7 +1039,10 @@ fn load_sync(
                     None
                 }
             });
-            object = dobj.get("object").and_then(|n| nonempty_string(d, n, &join(&dp, "object")));
+            object = dobj.get("object").and_then(|n| {
+                object_pos = n.pos;
+                nonempty_string(d, n, &join(&dp, "object"))
+            });
             dobj.finish(d);
         }
     }
@@ -1083,7 +1120,7 @@ fn load_sync(
         _ => {}
     }
     o.finish(d);
-    Some(SyncConfig {
+    let sync = SyncConfig {
         id: id?,
         name: name?,
         source: source?,
@@ -1097,7 +1134,10 @@ fn load_sync(
         behavior: behavior?,
         unique_key,
         pos: node.pos,
-    })
+    };
+    // The destination type's own rules: objects it knows, behaviors it supports, identifiers.
+    let ok = destinations::validate_sync(d, &destinations[&sync.destination], &sync, object_pos, &dp);
+    ok.then_some(sync)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! failed as "executor lost" by whoever looks next. Exactly one run per sync works at a time:
 //! a second run waits for the first. Cancellation stops a run after the batch in flight.
 
+mod delivery;
 mod map;
 
 use std::collections::HashMap;
@@ -24,15 +25,15 @@ use tokio::sync::mpsc;
 
 pub use map::{convert, Mapper};
 
-use crate::config::{did_you_mean, Behavior, DestinationConfig, DestinationKind, Project, Relation, RetryConfig, SyncConfig, SyncRef};
-use crate::deliver::send_with_retry;
-use crate::destination::webhook::Webhook;
-use crate::destination::{Destination, Operation, OutRecord, Outcome};
+use crate::config::{did_you_mean, Behavior, Project, Relation, SyncConfig, SyncRef};
+use crate::deliver::Deliverer;
+use crate::destination::{BuildContext, Destination, Operation};
+use delivery::Delivery;
 use crate::diff::key::{self, KeyOrder};
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::{Chunk, ColumnInfo, Source};
 use crate::store::{
-    self, Beat, Claim, RecordKind, RunCounts, RunEnd, RunRecord, RunRecordOutcome, RunStatus, StateChange, StateEntry, Store,
+    self, Beat, Claim, RecordKind, RunCounts, RunEnd, RunRecord, RunRecordOutcome, RunStatus, StateEntry, Store,
     TriggerReason,
 };
 
@@ -333,17 +334,12 @@ impl Engine {
         e.prefixed(format!("sync {} ({})", sync.id, sync.name))
     }
 
-    fn destination(&self, sync: &SyncConfig, cfg: &DestinationConfig) -> Result<Box<dyn Destination>> {
-        Ok(match &cfg.kind {
-            DestinationKind::Webhook(w) => Box::new(Webhook::new(
-                &cfg.name,
-                w,
-                &sync.name,
-                sync.object.as_deref(),
-                &sync.primary_identifier.to,
-                http_client()?,
-            )),
-        })
+    /// The destination a sync delivers to.
+    pub async fn destination(&self, sync: &SyncConfig) -> Result<Arc<dyn Destination>> {
+        let config = self.project.destinations.get(&sync.destination).ok_or_else(|| {
+            Error::config(format!("sync {} ({}): no destination named `{}`", sync.id, sync.name, sync.destination))
+        })?;
+        crate::destination::build(&BuildContext { config, sync, client: http_client()? }).await
     }
 
     /// Wait until the run may start (no other run of its sync working), then claim it.
@@ -447,28 +443,37 @@ impl Engine {
     ) -> Result<()> {
         progress(&Progress { run_id: run.id, step: step::CHECKING, counts: counts.clone() });
         let dest_cfg = &self.project.destinations[&sync.destination];
-        let dest = self.destination(sync, dest_cfg)?;
-        let mut out = Output::Deliver(Delivery {
-            store: self.store.as_ref(),
-            run_id: run.id,
-            sync_id: sync.id,
-            dest: dest.as_ref(),
-            retry: &dest_cfg.retry,
-            batch_size: dest.batch_size().max(1),
-            operation: main_operation(sync.behavior),
-            pending: Vec::new(),
-            removes: Vec::new(),
-            invalid: Vec::new(),
+        let dest = self.destination(sync).await.map_err(|e| self.sync_error(sync, e))?;
+        let deliverer = Arc::new(Deliverer::new(dest, &dest_cfg.delivery));
+        let mut out = Output::Deliver(Delivery::new(
+            self.store.as_ref(),
+            run.id,
+            sync.id,
+            deliverer.clone(),
+            main_operation(sync.behavior),
             counts,
             ctl,
             progress,
-            last_progress: Instant::now(),
-        });
-        self.diff(sync, run.full_sync, &mut out, Some(ctl)).await?;
+        ));
+        let mut result = self.diff(sync, run.full_sync, &mut out, Some(ctl)).await;
         if let Output::Deliver(d) = &mut out {
-            d.finish().await?;
+            if result.is_ok() {
+                result = d.finish().await;
+            }
+            if result.is_err() {
+                d.drain().await;
+            }
         }
-        Ok(())
+        let st = &deliverer.stats;
+        tracing::info!(
+            run_id = run.id,
+            requests = st.requests.load(Ordering::Relaxed),
+            rate_limited = st.rate_limited.load(Ordering::Relaxed),
+            transient = st.transient.load(Ordering::Relaxed),
+            bisections = st.bisections.load(Ordering::Relaxed),
+            "delivery finished"
+        );
+        result
     }
 
     /// A dry run: what a run would send now, touching neither the destination nor the state.
@@ -783,132 +788,5 @@ impl Output<'_, '_> {
             }
         }
         Ok(())
-    }
-}
-
-/// Batches planned rows per operation, sends them, and commits what was acknowledged.
-struct Delivery<'a> {
-    store: &'a dyn Store,
-    run_id: i64,
-    sync_id: i64,
-    dest: &'a dyn Destination,
-    retry: &'a RetryConfig,
-    batch_size: usize,
-    operation: Operation,
-    pending: Vec<Planned>,
-    removes: Vec<Planned>,
-    invalid: Vec<RunRecordOutcome>,
-    counts: &'a mut RunCounts,
-    ctl: &'a RunControl,
-    progress: ProgressFn<'a>,
-    last_progress: Instant,
-}
-
-impl Delivery<'_> {
-    fn refresh_planned(&mut self) {
-        let c = &mut *self.counts;
-        c.source_record_updates = Some(c.planned.adds + c.planned.changes);
-        c.source_record_deletes = Some(c.planned.removes);
-        c.records_invalid.get_or_insert(0);
-        c.records_processed.get_or_insert(0);
-        c.records_updated.get_or_insert(0);
-        c.records_failed.get_or_insert(0);
-    }
-
-    async fn push(&mut self, p: Planned) -> Result<()> {
-        match p.kind {
-            Kind::Add => self.counts.planned.adds += 1,
-            Kind::Change => self.counts.planned.changes += 1,
-            Kind::Remove => self.counts.planned.removes += 1,
-        }
-        self.refresh_planned();
-        if p.kind == Kind::Remove {
-            self.removes.push(p);
-            if self.removes.len() >= self.batch_size {
-                let batch = std::mem::take(&mut self.removes);
-                self.send(Operation::Delete, batch).await?;
-            }
-        } else {
-            self.pending.push(p);
-            if self.pending.len() >= self.batch_size {
-                let batch = std::mem::take(&mut self.pending);
-                self.send(self.operation, batch).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn finish(&mut self) -> Result<()> {
-        self.refresh_planned();
-        if !self.pending.is_empty() {
-            let batch = std::mem::take(&mut self.pending);
-            self.send(self.operation, batch).await?;
-        }
-        if !self.removes.is_empty() {
-            let batch = std::mem::take(&mut self.removes);
-            self.send(Operation::Delete, batch).await?;
-        }
-        let invalid = std::mem::take(&mut self.invalid);
-        self.commit(&[], invalid).await
-    }
-
-    async fn commit(&mut self, changes: &[StateChange], outcomes: Vec<RunRecordOutcome>) -> Result<()> {
-        let cancel = self.store.commit_batch(self.run_id, self.sync_id, changes, &outcomes, self.counts).await?;
-        if cancel {
-            self.ctl.cancel.store(true, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    async fn send(&mut self, op: Operation, batch: Vec<Planned>) -> Result<()> {
-        self.ctl.check()?;
-        // Write-ahead: until the destination answers, these rows' delivery is in doubt. If this
-        // process dies mid-request, the next run finds them in doubt and sends them again.
-        let in_doubt: Vec<StateChange> = batch
-            .iter()
-            .map(|r| StateChange::Put(StateEntry { key: r.key.clone(), identifier: r.identifier.clone(), fingerprint: store::IN_DOUBT }))
-            .collect();
-        self.commit(&in_doubt, Vec::new()).await?;
-        drop(in_doubt);
-        let records: Vec<OutRecord> = batch.iter().map(|r| OutRecord { identifier: &r.identifier, payload: &r.record }).collect();
-        let outcomes = send_with_retry(self.dest, self.retry, op, &records).await?;
-        drop(records);
-        let mut changes = Vec::with_capacity(batch.len());
-        let mut rejected = Vec::new();
-        for (row, outcome) in batch.into_iter().zip(outcomes) {
-            let c = &mut *self.counts;
-            let (ok, failed) = match row.kind {
-                Kind::Add => (&mut c.succeeded.adds, &mut c.failed.adds),
-                Kind::Change => (&mut c.succeeded.changes, &mut c.failed.changes),
-                Kind::Remove => (&mut c.succeeded.removes, &mut c.failed.removes),
-            };
-            match outcome {
-                Outcome::Accepted => {
-                    *ok += 1;
-                    changes.push(match row.kind {
-                        Kind::Remove => StateChange::Remove(row.key),
-                        _ => StateChange::Put(StateEntry { key: row.key, identifier: row.identifier, fingerprint: row.fingerprint }),
-                    });
-                }
-                Outcome::Rejected(reason) => {
-                    *failed += 1;
-                    rejected.push(RunRecordOutcome {
-                        identifier: Some(row.identifier),
-                        kind: RecordKind::Rejected,
-                        operation: op.as_str().into(),
-                        reason,
-                        payload: Some(Value::Object(row.record).to_string()),
-                    });
-                }
-            }
-            c.records_processed = Some(c.records_processed.unwrap_or(0) + 1);
-        }
-        self.counts.records_updated = Some(self.counts.succeeded.total());
-        self.counts.records_failed = Some(self.counts.failed.total());
-        rejected.append(&mut self.invalid);
-        self.commit(&changes, rejected).await?;
-        self.last_progress = Instant::now();
-        (self.progress)(&Progress { run_id: self.run_id, step: step::LOADING, counts: self.counts.clone() });
-        self.ctl.check()
     }
 }

@@ -16,34 +16,28 @@
 //! - 401, 403, 404, 405, 501: the run fails (credentials or URL are wrong).
 //! - Other 4xx: every record of the batch rejected with the endpoint's message.
 //!
-//! Limits: `batch_size` records per request (default 100, at most 10,000).
+//! Limits: `batch_size` records per request (default 100, at most 10,000); unpaced unless
+//! `rate_limit` is set; 4 requests in flight at most by default (`max_concurrency`).
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use serde_json::Value;
 
-use super::{error_text, Destination, Operation, OutRecord, Outcome, SendError};
+use super::{error_text, retry_after, transport_error, BuildContext, Destination, Limits, Operation, OutRecord, Outcome, Reply, SendError};
 use crate::config::{redact_url, WebhookConfig};
 
 pub struct Webhook {
     name: String,
     url: String,
-    batch_size: usize,
     headers: HeaderMap,
     timeout: Duration,
     client: reqwest::Client,
 }
 
 impl Webhook {
-    pub fn new(
-        name: &str,
-        cfg: &WebhookConfig,
-        sync_name: &str,
-        object: Option<&str>,
-        key_field: &str,
-        client: reqwest::Client,
-    ) -> Self {
+    pub fn new(ctx: &BuildContext<'_>, cfg: &WebhookConfig) -> Self {
+        let (sync_name, object, key_field) = (&ctx.sync.name, ctx.sync.object.as_deref(), &ctx.sync.primary_identifier.to);
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Ok(v) = HeaderValue::from_str(key_field) {
@@ -63,12 +57,11 @@ impl Webhook {
             }
         }
         Webhook {
-            name: name.to_string(),
+            name: ctx.config.name.clone(),
             url: cfg.url.expose().to_string(),
-            batch_size: cfg.batch_size,
             headers,
-            timeout: cfg.timeout,
-            client,
+            timeout: ctx.config.delivery.timeout.unwrap_or(Limits::default().default_timeout),
+            client: ctx.client.clone(),
         }
     }
 }
@@ -107,11 +100,26 @@ impl Destination for Webhook {
         format!("webhook destination `{}` ({})", self.name, redact_url(&self.url))
     }
 
-    fn batch_size(&self) -> usize {
-        self.batch_size
+    fn limits(&self) -> Limits {
+        Limits::default()
     }
 
-    async fn send(&self, op: Operation, records: &[OutRecord<'_>]) -> Result<Vec<Outcome>, SendError> {
+    async fn check(&self) -> Result<(), String> {
+        // A webhook has no read-only endpoint to ask; a connection (any HTTP answer) is the
+        // most that can be checked without sending records.
+        match self.client.head(&self.url).headers(self.headers.clone()).timeout(self.timeout).send().await {
+            Ok(resp) if matches!(resp.status().as_u16(), 401 | 403) => {
+                Err(format!("{}: HTTP {}; check the credentials in its headers", self.describe(), resp.status()))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("{}: {}", self.describe(), match transport_error(&e, self.timeout) {
+                SendError::Transient { message, .. } => message,
+                _ => e.to_string(),
+            })),
+        }
+    }
+
+    async fn send(&self, op: Operation, records: &[OutRecord<'_>]) -> Result<Reply, SendError> {
         let body = serde_json::to_vec(&records.iter().map(|r| r.payload).collect::<Vec<_>>())
             .map_err(|e| SendError::Fatal { message: format!("cannot encode the batch as JSON: {e}") })?;
         let resp = self
@@ -123,36 +131,21 @@ impl Destination for Webhook {
             .body(body)
             .send()
             .await
-            .map_err(|e| {
-                let kind = if e.is_timeout() {
-                    format!("no answer within {:?}", self.timeout)
-                } else if e.is_connect() {
-                    "cannot connect".to_string()
-                } else {
-                    "request failed".to_string()
-                };
-                let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
-                SendError::Transient { message: format!("{kind}{cause}"), retry_after: None }
-            })?;
+            .map_err(|e| transport_error(&e, self.timeout))?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+        let retry_after = retry_after(resp.headers());
         let bytes = resp.bytes().await.map_err(|e| SendError::Transient {
             message: format!("HTTP {status}: reading the answer failed: {}", e.without_url()),
             retry_after,
         })?;
         let code = status.as_u16();
         if status.is_success() {
-            return Ok(parse_results(&bytes, records.len()).unwrap_or_else(|| vec![Outcome::Accepted; records.len()]));
+            return Ok(Reply::new(parse_results(&bytes, records.len()).unwrap_or_else(|| vec![Outcome::Accepted; records.len()])));
         }
         let message = format!("HTTP {status}: {}", error_text(&bytes));
         match code {
-            408 | 429 => Err(SendError::Transient { message, retry_after }),
+            429 => Err(SendError::RateLimited { message, retry_after, rate: None }),
+            408 => Err(SendError::Transient { message, retry_after }),
             501 => Err(SendError::Fatal { message }),
             500..=599 => Err(SendError::Transient { message, retry_after }),
             401 | 403 => Err(SendError::Fatal {

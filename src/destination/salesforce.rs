@@ -1,0 +1,11 @@
+//! The `salesforce` destination (being built: issue 5).
+
+use std::sync::Arc;
+
+use super::{BuildContext, Destination};
+use crate::config::SalesforceConfig;
+use crate::error::{Error, Result};
+
+pub async fn build(ctx: &BuildContext<'_>, _cfg: &SalesforceConfig) -> Result<Arc<dyn Destination>> {
+    Err(Error::config(format!("destination `{}`: type salesforce is not available in this build yet", ctx.config.name)))
+}
