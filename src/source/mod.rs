@@ -480,7 +480,7 @@ impl Source {
                 let sql = format!("SELECT {} FROM {from}{order}", list.join(", "));
                 sqlite::scan(&ctx, pool, sql, columns, sink).await
             }
-            Db::Postgres(pool, _) => postgres::scan(&ctx, pool, &from, columns, &order, sink).await,
+            Db::Postgres(pool, server) => postgres::scan(&ctx, pool, *server, &from, columns, &order, sink).await,
             Db::MySql(pool) => mysql::scan(&ctx, pool, &from, columns, &order, sink).await,
         }
     }
