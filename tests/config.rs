@@ -93,7 +93,12 @@ fn unknown_references_and_values() {
     let e = err(&VALID.replace("connection: warehouse", "connection: warehose"));
     assert!(e.contains("syncs[0].source.connection: no source named `warehose` (did you mean `warehouse`?); defined sources: warehouse"), "{e}");
     let e = err(&VALID.replace("type: webhook", "type: hubspoot"));
-    assert!(e.contains("sluicegate.yml:6:11: destinations.hook.type: unknown destination type `hubspoot`; available types: webhook"), "{e}");
+    assert!(
+        e.contains("sluicegate.yml:6:11: destinations.hook.type: unknown destination type `hubspoot` (did you mean `hubspot`?); available types: webhook, hubspot, iterable, salesforce, postgres"),
+        "{e}"
+    );
+    let e = err(&VALID.replace("type: webhook", "type: smoke-signal"));
+    assert!(e.contains("destinations.hook.type: unknown destination type `smoke-signal`; available types: webhook,"), "{e}");
     let e = err(&VALID.replace("    mappings:", "    behavior: mirorr\n    mappings:"));
     assert!(e.contains("syncs[0].behavior: unknown behavior `mirorr`"), "{e}");
 }

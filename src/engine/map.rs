@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::config::{FieldSource, FieldType, SyncConfig};
+use crate::source::RawCodec;
 use crate::store::Fingerprint;
 
 enum From {
@@ -112,6 +113,39 @@ impl Mapper {
         for (f, v) in self.fields.iter().zip(&m.values) {
             if let Some(v) = v {
                 crate::diff::encode_field(buf, &f.to, v);
+            }
+        }
+        xxhash_rust::xxh3::xxh3_128(buf)
+    }
+
+    /// The fingerprint of a row read as a binary tuple (see [`crate::source::RawRows`]),
+    /// computed from the bytes as read, without decoding them. It covers the same things as
+    /// [`Mapper::fingerprint`] (each field's name, origin, type conversion and null handling,
+    /// and its value) but hashes the source's binary form of each value: equal tuples map to
+    /// equal payloads, so a row whose fingerprint matches the state is unchanged. (Rows read
+    /// from other sources are fingerprinted from their JSON values; moving a sync to another
+    /// kind of source resends its rows once.)
+    pub fn fingerprint_raw(&self, codec: &RawCodec, tuple: &[u8], offsets: &[(usize, i32)], buf: &mut Vec<u8>) -> Fingerprint {
+        buf.clear();
+        buf.extend_from_slice(b"raw1");
+        for f in &self.fields {
+            buf.extend_from_slice(&(f.to.len() as u64).to_le_bytes());
+            buf.extend_from_slice(f.to.as_bytes());
+            buf.push(f.field_type.map_or(0, |t| t as u8 + 1));
+            buf.push(u8::from(f.sync_nulls));
+            match &f.from {
+                From::Constant(v) => {
+                    buf.push(0xFE);
+                    crate::diff::encode_value(buf, v);
+                }
+                From::Column(i) => {
+                    buf.push(codec.format_tag(*i));
+                    let (at, len) = offsets[*i];
+                    buf.extend_from_slice(&len.to_le_bytes());
+                    if len > 0 {
+                        buf.extend_from_slice(&tuple[at..at + len as usize]);
+                    }
+                }
             }
         }
         xxhash_rust::xxh3::xxh3_128(buf)

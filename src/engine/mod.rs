@@ -31,7 +31,7 @@ use crate::destination::{BuildContext, Destination, Operation};
 use delivery::Delivery;
 use crate::diff::key::{self, KeyOrder};
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::{Chunk, ColumnInfo, Source};
+use crate::source::{Chunk, ColumnInfo, RawCodec, Rows, Source};
 use crate::store::{
     self, Beat, Claim, RecordKind, RunCounts, RunEnd, RunRecord, RunRecordOutcome, RunStatus, StateEntry, Store,
     TriggerReason,
@@ -536,6 +536,7 @@ impl Engine {
                 key_idx,
                 id_idx,
                 buf: Vec::with_capacity(512),
+                fields: Vec::new(),
                 group: Vec::new(),
                 group_key: None,
             };
@@ -544,31 +545,23 @@ impl Engine {
                 if let Some(ctl) = ctl {
                     ctl.check()?;
                 }
-                for row in rows {
-                    out.source_row();
-                    let key = match key::encode(&row[key_idx], key_order) {
-                        Ok(k) => k,
-                        Err(why) => {
-                            out.invalid(merge.invalid(None, &row, format!("{why} in column {}", sync.state_key_column())))
-                                .await?;
-                            continue;
-                        }
-                    };
-                    if merge.group_key.as_ref().is_some_and(|g| g.0 == key.0) {
-                        merge.group.push(row);
-                        continue;
-                    }
-                    if let Some((prev, prev_id)) = &merge.group_key {
-                        if key.0 < *prev {
-                            return Err(Error::source_err(format!(
-                                "sync {} ({}): the source returned {:?} after {:?}, out of key order; the engine needs rows ordered byte-wise by {} (is a custom collation in effect?)",
-                                sync.id, sync.name, key.1, prev_id, sync.state_key_column()
-                            )));
+                match rows {
+                    Rows::Values(rows) => {
+                        for row in rows {
+                            let key = key::encode(&row[key_idx], key_order);
+                            merge.push(SrcRow::Values(row), key, &mut state, &mut next_state, out).await?;
                         }
                     }
-                    merge.flush_group(&mut state, &mut next_state, out).await?;
-                    merge.group_key = Some(key);
-                    merge.group.push(row);
+                    Rows::Raw(raw) => {
+                        let mut fields = Vec::with_capacity(raw.codec.width());
+                        for tuple in raw.tuples() {
+                            raw.codec.split(tuple, &mut fields);
+                            let key_value = raw.codec.decode_field(&fields, key_idx).map_err(|e| self.sync_error(sync, e))?;
+                            let key = key::encode(&key_value, key_order);
+                            let row = SrcRow::Raw(raw.codec.clone(), tuple.to_vec());
+                            merge.push(row, key, &mut state, &mut next_state, out).await?;
+                        }
+                    }
                 }
                 out.maybe_report().await?;
             }
@@ -621,12 +614,64 @@ struct Merge<'a> {
     key_idx: usize,
     id_idx: usize,
     buf: Vec<u8>,
+    /// Scratch space for a raw tuple's field offsets.
+    fields: Vec<(usize, i32)>,
     /// Source rows sharing the current key (more than one: duplicates).
-    group: Vec<Vec<Value>>,
+    group: Vec<SrcRow>,
     group_key: Option<(Vec<u8>, String)>,
 }
 
+/// A source row: decoded values, or a binary tuple decoded only if it is sent (or invalid).
+enum SrcRow {
+    Values(Vec<Value>),
+    Raw(Arc<RawCodec>, Vec<u8>),
+}
+
+impl SrcRow {
+    fn into_values(self) -> Result<Vec<Value>> {
+        match self {
+            SrcRow::Values(v) => Ok(v),
+            SrcRow::Raw(codec, tuple) => codec.decode(&tuple),
+        }
+    }
+}
+
 impl Merge<'_> {
+    /// Take the next source row (rows arrive in key order): a new key decides the group before.
+    async fn push(
+        &mut self,
+        row: SrcRow,
+        key: std::result::Result<(Vec<u8>, String), &'static str>,
+        state: &mut futures_util::stream::BoxStream<'_, Result<StateEntry>>,
+        next_state: &mut Option<StateEntry>,
+        out: &mut Output<'_, '_>,
+    ) -> Result<()> {
+        out.source_row();
+        let key = match key {
+            Ok(k) => k,
+            Err(why) => {
+                let row = row.into_values()?;
+                return out.invalid(self.invalid(None, &row, format!("{why} in column {}", self.sync.state_key_column()))).await;
+            }
+        };
+        if self.group_key.as_ref().is_some_and(|g| g.0 == key.0) {
+            self.group.push(row);
+            return Ok(());
+        }
+        if let Some((prev, prev_id)) = &self.group_key {
+            if key.0 < *prev {
+                return Err(Error::source_err(format!(
+                    "sync {} ({}): the source returned {:?} after {:?}, out of key order; the engine needs rows ordered byte-wise by {} (is a custom collation in effect?)",
+                    self.sync.id, self.sync.name, key.1, prev_id, self.sync.state_key_column()
+                )));
+            }
+        }
+        self.flush_group(state, next_state, out).await?;
+        self.group_key = Some(key);
+        self.group.push(row);
+        Ok(())
+    }
+
     fn invalid(&self, identifier: Option<String>, row: &[Value], reason: String) -> RunRecordOutcome {
         let payload = match self.mapper.map(row) {
             Ok(m) => Value::Object(self.mapper.record(m)).to_string(),
@@ -667,16 +712,37 @@ impl Merge<'_> {
         }
         if rows.len() > 1 {
             let n = rows.len();
-            for row in &rows {
+            for row in rows {
+                let row = row.into_values()?;
                 let reason = format!(
                     "duplicate {}: {n} source rows share it; make it unique in the model",
                     if self.sync.unique_key.is_some() { "unique key" } else { "identifier" }
                 );
-                out.invalid(self.invalid(Some(identifier.clone()), row, reason)).await?;
+                out.invalid(self.invalid(Some(identifier.clone()), &row, reason)).await?;
             }
             return Ok(());
         }
-        let Some(mut row) = rows.into_iter().next() else { return Ok(()) };
+        let Some(row) = rows.into_iter().next() else { return Ok(()) };
+        // A binary tuple is fingerprinted as it is; it is decoded only when it is sent.
+        let raw_fingerprint = match &row {
+            SrcRow::Raw(codec, tuple) => {
+                codec.offsets(tuple, &mut self.fields);
+                let fp = self.mapper.fingerprint_raw(codec, tuple, &self.fields, &mut self.buf);
+                let null_id = self.id_idx != self.key_idx && self.fields[self.id_idx].1 < 0;
+                Some((fp, null_id))
+            }
+            SrcRow::Values(_) => None,
+        };
+        if let (Some((fp, false)), Some(e)) = (raw_fingerprint, &matched) {
+            let unchanged = match self.sync.behavior {
+                Behavior::Create | Behavior::Append => e.fingerprint != store::IN_DOUBT,
+                _ => e.fingerprint == fp && !self.full_sync,
+            };
+            if unchanged {
+                return out.unchanged();
+            }
+        }
+        let mut row = row.into_values()?;
         if self.id_idx != self.key_idx && row[self.id_idx].is_null() {
             let reason = format!("null identifier in column {}", self.sync.primary_identifier.from);
             return out.invalid(self.invalid(Some(identifier), &row, reason)).await;
@@ -685,7 +751,10 @@ impl Merge<'_> {
             Ok(m) => m,
             Err(why) => return out.invalid(self.invalid(Some(identifier), &row, why)).await,
         };
-        let fingerprint = self.mapper.fingerprint(&mapped, &mut self.buf);
+        let fingerprint = match raw_fingerprint {
+            Some((fp, _)) => fp,
+            None => self.mapper.fingerprint(&mapped, &mut self.buf),
+        };
         let kind = match (self.sync.behavior, matched) {
             (_, None) => Kind::Add,
             // A row sent once is never sent again, unless that sending is in doubt.

@@ -126,7 +126,56 @@ use crate::error::{Error, Result};
 pub const CHUNK_ROWS: usize = 1024;
 
 /// A chunk of rows, or the error that ended the scan.
-pub type Chunk = Result<Vec<Vec<Value>>>;
+pub type Chunk = Result<Rows>;
+
+/// Rows as a source delivers them: decoded values, or (PostgreSQL) the binary tuples as read,
+/// decoded only when needed: a no-change re-sync fingerprints most rows without building a
+/// single JSON value ([`crate::engine::Mapper::fingerprint_raw`]).
+pub enum Rows {
+    Values(Vec<Vec<Value>>),
+    Raw(RawRows),
+}
+
+/// Binary tuples back to back in `buf`; tuple `i` ends at `ends[i]`.
+pub struct RawRows {
+    pub codec: Arc<RawCodec>,
+    pub buf: Vec<u8>,
+    pub ends: Vec<usize>,
+}
+
+pub use postgres::RawCodec;
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Values(v) => v.len(),
+            Rows::Raw(r) => r.ends.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every row decoded.
+    pub fn into_values(self) -> Result<Vec<Vec<Value>>> {
+        match self {
+            Rows::Values(v) => Ok(v),
+            Rows::Raw(r) => r.tuples().map(|t| r.codec.decode(t)).collect(),
+        }
+    }
+}
+
+impl RawRows {
+    pub fn tuples(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let t = &self.buf[start..end];
+            start = end;
+            t
+        })
+    }
+}
 
 /// A column of a relation and its type as the database names it.
 #[derive(Debug, Clone)]
@@ -352,6 +401,7 @@ impl SourceCtx<'_> {
 pub(crate) struct Sink<'a> {
     tx: &'a mpsc::Sender<Chunk>,
     chunk: Vec<Vec<Value>>,
+    raw: Option<RawRows>,
 }
 
 impl Sink<'_> {
@@ -359,14 +409,33 @@ impl Sink<'_> {
         self.chunk.push(row);
         if self.chunk.len() == CHUNK_ROWS {
             let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_ROWS));
-            return self.tx.send(Ok(full)).await.is_ok();
+            return self.tx.send(Ok(Rows::Values(full))).await.is_ok();
+        }
+        true
+    }
+
+    /// Add one binary tuple that `codec` can decode.
+    async fn push_raw(&mut self, codec: &Arc<RawCodec>, tuple: &[u8]) -> bool {
+        let raw = self.raw.get_or_insert_with(|| RawRows {
+            codec: codec.clone(),
+            buf: Vec::with_capacity(CHUNK_ROWS * 128),
+            ends: Vec::with_capacity(CHUNK_ROWS),
+        });
+        raw.buf.extend_from_slice(tuple);
+        raw.ends.push(raw.buf.len());
+        if raw.ends.len() == CHUNK_ROWS {
+            let full = self.raw.take().expect("just filled");
+            return self.tx.send(Ok(Rows::Raw(full))).await.is_ok();
         }
         true
     }
 
     async fn finish(self) {
         if !self.chunk.is_empty() {
-            let _ = self.tx.send(Ok(self.chunk)).await;
+            let _ = self.tx.send(Ok(Rows::Values(self.chunk))).await;
+        }
+        if let Some(raw) = self.raw.filter(|r| !r.ends.is_empty()) {
+            let _ = self.tx.send(Ok(Rows::Raw(raw))).await;
         }
     }
 }
@@ -461,7 +530,7 @@ impl Source {
     /// Read `columns` of every row of `relation`, ordered by `order_by` when given, and send
     /// them in chunks to `tx`. Stops early when the receiver is gone.
     pub async fn scan(&self, relation: &Relation, columns: &[String], order_by: Option<&str>, tx: mpsc::Sender<Chunk>) {
-        let mut sink = Sink { tx: &tx, chunk: Vec::with_capacity(CHUNK_ROWS) };
+        let mut sink = Sink { tx: &tx, chunk: Vec::with_capacity(CHUNK_ROWS), raw: None };
         match self.scan_inner(relation, columns, order_by, &mut sink).await {
             Ok(()) => sink.finish().await,
             Err(e) => {

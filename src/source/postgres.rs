@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -262,6 +263,7 @@ pub(super) async fn scan(
         let mut stream = conn.copy_out_raw(&copy).await.map_err(|e| ctx.query_error(Phase::Read, e))?;
         let mut parser = CopyParser::new(columns.len());
         let mut fields: Vec<Option<std::ops::Range<usize>>> = Vec::with_capacity(columns.len());
+        let codec = Arc::new(RawCodec { decoders, columns: columns.to_vec(), type_names, prefix: ctx.prefix() });
         while let Some(chunk) = stream.try_next().await.map_err(|e| ctx.query_error(Phase::Read, e))? {
             parser.feed(&chunk);
             loop {
@@ -269,17 +271,9 @@ pub(super) async fn scan(
                     Error::source_err(format!("{}: reading the COPY stream of {from}: {why}", ctx.prefix()))
                 })?;
                 let Some(data) = tuple else { break };
-                let mut out = Vec::with_capacity(fields.len());
-                for (i, (f, d)) in fields.iter().zip(&decoders).enumerate() {
-                    match f {
-                        None => out.push(Value::Null),
-                        Some(r) => out.push(
-                            decode(*d, &data[r.clone()]).map_err(|why| ctx.column_error(&columns[i], &type_names[i], &why))?,
-                        ),
-                    }
-                }
+                let more = sink.push_raw(&codec, data).await;
                 parser.consume();
-                if !sink.push(out).await {
+                if !more {
                     return Ok(());
                 }
             }
@@ -310,6 +304,80 @@ pub(super) async fn scan(
         }
     }
     Ok(())
+}
+
+/// Decodes the binary tuples of one scan (a field count, then per field a length, -1 for
+/// NULL, and the value's binary form), field by field, on demand.
+#[derive(Debug)]
+pub struct RawCodec {
+    decoders: Vec<Decoder>,
+    columns: Vec<String>,
+    type_names: Vec<String>,
+    /// `source `x` (postgres)`, for errors.
+    prefix: String,
+}
+
+impl RawCodec {
+    pub fn width(&self) -> usize {
+        self.decoders.len()
+    }
+
+    /// Each field's bytes (`None`: NULL) into `out`, which is cleared first. The tuple was
+    /// checked when it was read, so this cannot run past its end.
+    pub fn split<'t>(&self, tuple: &'t [u8], out: &mut Vec<Option<&'t [u8]>>) {
+        out.clear();
+        let mut at = 2;
+        for _ in 0..self.decoders.len() {
+            let len = i32::from_be_bytes([tuple[at], tuple[at + 1], tuple[at + 2], tuple[at + 3]]);
+            at += 4;
+            if len < 0 {
+                out.push(None);
+            } else {
+                out.push(Some(&tuple[at..at + len as usize]));
+                at += len as usize;
+            }
+        }
+    }
+
+    /// Each field's (start, length) in the tuple into `out` (length -1: NULL).
+    pub fn offsets(&self, tuple: &[u8], out: &mut Vec<(usize, i32)>) {
+        out.clear();
+        let mut at = 2;
+        for _ in 0..self.decoders.len() {
+            let len = i32::from_be_bytes([tuple[at], tuple[at + 1], tuple[at + 2], tuple[at + 3]]);
+            at += 4;
+            out.push((at, len));
+            if len > 0 {
+                at += len as usize;
+            }
+        }
+    }
+
+    /// A stable byte naming how column `i` is decoded (its binary format), for fingerprints.
+    pub fn format_tag(&self, i: usize) -> u8 {
+        let s = |s: Scalar| s as u8;
+        match self.decoders[i] {
+            Decoder::Scalar(x) => s(x),
+            Decoder::Array(x) => 0x80 | s(x),
+        }
+    }
+
+    /// Column `i` of a tuple's fields as JSON.
+    pub fn decode_field(&self, fields: &[Option<&[u8]>], i: usize) -> Result<Value> {
+        match fields[i] {
+            None => Ok(Value::Null),
+            Some(b) => decode(self.decoders[i], b).map_err(|why| {
+                Error::source_err(format!("{}: column `{}` ({}): {why}", self.prefix, self.columns[i], self.type_names[i]))
+            }),
+        }
+    }
+
+    /// A whole tuple as JSON values.
+    pub fn decode(&self, tuple: &[u8]) -> Result<Vec<Value>> {
+        let mut fields = Vec::with_capacity(self.decoders.len());
+        self.split(tuple, &mut fields);
+        (0..fields.len()).map(|i| self.decode_field(&fields, i)).collect()
+    }
 }
 
 /// Splits PostgreSQL's binary COPY stream (a signature and header, then per tuple a field count
