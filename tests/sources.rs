@@ -724,3 +724,86 @@ async fn postgres_scan_speed() {
     })
     .await;
 }
+
+// ------------------------------------------------------------------------------------------
+// The no-change path: PostgreSQL rows are fingerprinted as binary tuples and decoded only
+// when sent. Changes of any kind must still be found, and only they.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_finds_exactly_the_changed_rows_from_binary_tuples() {
+    let Some(url) = pg_url() else { return };
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let t = unique("sg_raw");
+    let exec = |sql: String| {
+        let admin = admin.clone();
+        async move { sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&admin).await.unwrap() }
+    };
+    exec(format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, email text, score numeric(8,2), attrs jsonb, note text);
+         INSERT INTO {t} SELECT g, 'u' || g || '@x.io', g * 1.5, jsonb_build_object('n', g, 'tags', jsonb_build_array('a', g)),
+                CASE WHEN g % 2 = 0 THEN NULL ELSE 'odd' END FROM generate_series(1, 300) g;"
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator().await;
+    let fields = ["email", "score", "attrs", "note"];
+    let mut syncs = sync(1, "warehouse", &format!("table: {t}"), "id", &fields);
+    syncs.push_str("    behavior: mirror\n");
+    let path = write_project(dir.path(), &project(&[("warehouse", &url)], &emu.url, &syncs));
+    let engine = open(&path).await;
+    let r = run(&engine, 1, false).await;
+    completed(&r);
+    assert_eq!(r.counts.records_updated, Some(300));
+    let r = run(&engine, 1, false).await;
+    completed(&r);
+    assert_eq!(r.counts.records_processed, Some(0), "nothing changed, nothing sent");
+
+    // Silent updates (no timestamp column): inside a jsonb value, NULL to a value, a value to
+    // NULL, a numeric's scale-preserving change; a delete and an insert.
+    exec(format!(
+        "UPDATE {t} SET attrs = jsonb_set(attrs, '{{tags,0}}', '\"b\"') WHERE id = 10;
+         UPDATE {t} SET note = '' WHERE id = 20;
+         UPDATE {t} SET note = NULL WHERE id = 21;
+         UPDATE {t} SET score = 46.51 WHERE id = 31;
+         UPDATE {t} SET email = email WHERE id = 40;
+         DELETE FROM {t} WHERE id = 50;
+         INSERT INTO {t} VALUES (1000, 'new@x.io', 1.00, '{{}}', NULL);"
+    ))
+    .await;
+    let r = run(&engine, 1, false).await;
+    completed(&r);
+    let p = &r.counts.planned;
+    assert_eq!((p.adds, p.changes, p.removes), (1, 4, 1), "exactly the changed rows: {p:?}");
+    let store = emu.store();
+    assert_eq!(store["10"]["attrs"], json(r#"{"n": 10, "tags": ["b", 10]}"#));
+    assert_eq!(store["20"]["note"], json(r#""""#), "NULL to empty string is a change");
+    assert_eq!(store["21"]["note"], Value::Null);
+    assert_eq!(store["31"]["score"].to_string(), "46.51");
+    assert!(!store.contains_key("50"), "the deleted row was removed at the destination");
+    assert_eq!(store["1000"]["email"], "new@x.io");
+    assert_eq!(store.len(), 300);
+    let r = run(&engine, 1, false).await;
+    completed(&r);
+    assert_eq!(r.counts.records_processed, Some(0));
+
+    // Changing the mappings resends exactly the rows whose payload changed: all of them.
+    let mut syncs = sync(1, "warehouse", &format!("table: {t}"), "id", &fields);
+    syncs.push_str("      - {constant: crm, to: origin}\n    behavior: mirror\n");
+    let engine = open(&write_project(dir.path(), &project(&[("warehouse", &url)], &emu.url, &syncs))).await;
+    let r = run(&engine, 1, false).await;
+    completed(&r);
+    assert_eq!(r.counts.planned.changes, 300);
+    assert_eq!(emu.store()["7"]["origin"], "crm");
+
+    // Duplicate identifiers in a query are invalid rows, both of them, never sent.
+    let dup = format!("query: \"SELECT * FROM {t} UNION ALL SELECT * FROM {t} WHERE id = 3\"");
+    let mut syncs = sync(2, "warehouse", &dup, "id", &fields);
+    syncs.push_str("    behavior: upsert\n");
+    let engine = open(&write_project(dir.path(), &project(&[("warehouse", &url)], &emu.url, &syncs))).await;
+    let r = run(&engine, 2, false).await;
+    completed(&r);
+    assert_eq!((r.counts.records_invalid, r.counts.records_updated), (Some(2), Some(299)));
+    let rejected = engine.run_records(r.id, 10).await.unwrap();
+    assert!(rejected.iter().all(|o| o.identifier.as_deref() == Some("3") && o.reason.contains("duplicate")), "{rejected:?}");
+    emu.stop().await;
+}
