@@ -45,7 +45,12 @@ pub struct HubspotConfig {
 pub(in crate::config) fn load(d: &mut Diag, o: &mut Obj, path: &str) -> Option<HubspotConfig> {
     let token_node = o.req(d, "access_token", "the private app token, as `${HUBSPOT_TOKEN}`");
     let access_token_ref = match token_node.map(|n| &n.value) {
-        Some(super::super::yaml::Value::Scalar { text, .. }) => text.trim().to_string(),
+        // `${NAME}` only: a `:-default` part may hold a literal token.
+        Some(super::super::yaml::Value::Scalar { text, .. }) => {
+            let t = text.trim().trim_start_matches("${").trim_end_matches('}');
+            let name = t.split(":-").next().unwrap_or("");
+            if name.is_empty() { String::new() } else { format!("${{{name}}}") }
+        }
         _ => String::new(),
     };
     let token = token_node.and_then(|n| secret_from_env(d, n, &join(path, "access_token")));
