@@ -10,6 +10,8 @@
 //! - delete (mirror syncs): `/batch/read` with `idProperty` to find the record IDs, then
 //!   `/batch/archive` with those IDs (two requests; contacts HubSpot does not know are already
 //!   gone and count as deleted). With `hs_object_id` as identifier, one archive request.
+//!   As the delivery layer paces batches, not requests, the answer to a two-request delete
+//!   reports half the rate budget.
 //!
 //! Every input carries `objectWriteTraceId` = its position in the batch, so that HubSpot
 //! answers a batch with some bad records with 207 and names each failure.
@@ -308,6 +310,7 @@ impl Hubspot {
             *o = Some(Outcome::Accepted);
         }
         let mut rate = None;
+        let mut requests = 0u64;
         let ids: Vec<String> = if self.ident.by_record_id {
             idx.iter().map(|&i| records[i].identifier.to_string()).collect()
         } else {
@@ -322,6 +325,7 @@ impl Hubspot {
                 return Err(self.failure(&a, READ_SCOPE));
             }
             rate = a.rate;
+            requests += 1;
             let v: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
             // Contacts not found (OBJECT_NOT_FOUND) are already gone.
             let mut ids: Vec<String> = v
@@ -342,6 +346,11 @@ impl Hubspot {
                 return Err(self.failure(&a, WRITE_SCOPE));
             }
             rate = a.rate.or(rate);
+            requests += 1;
+        }
+        // The pacer counts one request per batch; this one took `requests`.
+        if let Some(r) = rate.as_mut().filter(|_| requests > 1) {
+            r.limit = r.limit.map(|l| (l / requests).max(1));
         }
         for &i in &idx {
             outcomes[i] = Some(Outcome::Accepted);
