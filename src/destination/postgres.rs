@@ -14,8 +14,9 @@
 //! booleans as their text; strings as they are (`'2026-01-31T12:00:00Z'` into a
 //! `timestamptz`, `'42'` into an `integer`); unix seconds (a JSON number) into a timestamp
 //! column become that instant; JSON arrays into an array column become an array literal
-//! (`{"a","b"}`), and so does text holding a JSON array (`'["a","b"]'`); objects and arrays into `json`/`jsonb` as JSON, and strings there as JSON
-//! strings unless they hold a JSON object or array; objects and arrays into a text column as
+//! (`{"a","b"}`), and so does text holding a JSON array (`'["a","b"]'`); objects and arrays
+//! into `json`/`jsonb` as JSON, and strings there as JSON strings unless they hold a JSON
+//! object or array; objects and arrays into a text column as
 //! JSON text; null as NULL.
 //!
 //! Operations:
@@ -97,6 +98,9 @@ pub struct PgDestination {
     /// Append syncs: the destination column the unique key's source column is mapped to.
     append_key: Option<String>,
     pool: PgPool,
+    /// For a direct first connection, whose failure is reported at once (a pool would retry
+    /// it until its acquire timeout).
+    connect: PgConnectOptions,
     meta: tokio::sync::OnceCell<Meta>,
     timeout: Duration,
     max_concurrency: usize,
@@ -125,7 +129,7 @@ pub async fn build(ctx: &BuildContext<'_>, cfg: &PostgresDestinationConfig) -> R
                 Ok(())
             })
         })
-        .connect_lazy_with(opts);
+        .connect_lazy_with(opts.clone());
     let mut columns = vec![ctx.sync.primary_identifier.to.clone()];
     columns.extend(ctx.sync.mappings.iter().map(|m| m.to.clone()));
     let append_key = ctx.sync.unique_key.as_ref().and_then(|k| {
@@ -142,6 +146,7 @@ pub async fn build(ctx: &BuildContext<'_>, cfg: &PostgresDestinationConfig) -> R
         behavior: ctx.sync.behavior,
         append_key,
         pool,
+        connect: opts,
         meta: tokio::sync::OnceCell::new(),
         timeout,
         max_concurrency,
@@ -287,7 +292,7 @@ impl PgDestination {
                 message: format!("cannot connect to {}: the TLS handshake failed: {message}; check the URL's `sslmode` and `sslrootcert` and the server's certificate", self.url_redacted),
             },
             sqlx::Error::Configuration(_) => SendError::Fatal { message: format!("the URL {} is not valid: {message}", self.url_redacted) },
-            _ => SendError::Transient { message: format!("{}: {message}", self.url_redacted), retry_after: None },
+            _ => SendError::Transient { message: format!("cannot reach {}: {message}", self.url_redacted), retry_after: None },
         }
     }
 
@@ -300,6 +305,15 @@ impl PgDestination {
             Some(s) => format!("{}.{}", quote(s), quote(&self.table)),
             None => quote(&self.table),
         };
+        match tokio::time::timeout(self.timeout, self.connect.connect()).await {
+            Ok(Ok(probe)) => {
+                let _ = sqlx::Connection::close(probe).await;
+            }
+            Ok(Err(e)) => return Err(self.classify(e)),
+            Err(_) => {
+                return Err(SendError::Transient { message: format!("cannot connect to {}: no answer within {:?}", self.url_redacted, self.timeout), retry_after: None })
+            }
+        }
         let mut conn = self.pool.acquire().await.map_err(|e| self.classify(e))?;
         let found = sqlx::query("SELECT c.oid::int8, n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)")
             .bind(&table_sql)
