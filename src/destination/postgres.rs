@@ -505,10 +505,6 @@ impl Destination for PgDestination {
         }
     }
 
-    fn record_size(&self, _op: Operation, record: &OutRecord<'_>) -> usize {
-        super::json_size(&Value::Object(record.payload.clone()))
-    }
-
     async fn check(&self) -> std::result::Result<(), String> {
         let fail = |e: SendError| match e {
             SendError::Fatal { message } | SendError::Transient { message, .. } | SendError::RateLimited { message, .. } | SendError::BatchRejected { message } => {
