@@ -1,0 +1,4 @@
+-- Runs queued for the workers of `sluicegate serve` (triggered over the HTTP API or by a
+-- schedule). Runs triggered in-task (CLI, Airflow operators) are claimed by their own caller.
+ALTER TABLE sync_runs ADD COLUMN served BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX sync_runs_served_queue ON sync_runs (id) WHERE status = 'queued' AND served = 1;
