@@ -108,14 +108,15 @@ pub enum Served {
 
 impl Engine {
     /// Queue a run for the `serve` workers; returns the run id. `scheduled` is the time a
-    /// schedule meant it for (Census's `scheduled_execution_time`).
+    /// schedule meant it for (Census's `scheduled_execution_time`); `None` is returned when that
+    /// slot was triggered already (by another replica).
     pub async fn trigger_served(
         &self,
         sync: &SyncRef,
         full_sync: bool,
         reason: &TriggerReason,
         scheduled: Option<&str>,
-    ) -> Result<i64> {
+    ) -> Result<Option<i64>> {
         let s = self.project.sync(sync)?;
         if full_sync && matches!(s.behavior, Behavior::Append | Behavior::Create) {
             return Err(Error::config(format!(
@@ -134,6 +135,11 @@ impl Engine {
         self.reap().await?;
         let ids: Vec<i64> = self.project.syncs.iter().map(|s| s.id).collect();
         self.store.claim_next_served(&self.executor, self.lease, &ids).await
+    }
+
+    /// Fail working runs whose executor is gone (lease expired, or process ended on this host).
+    pub async fn reap_lost(&self) -> Result<u64> {
+        self.reap().await
     }
 
     /// The identity this engine claims runs under (`host:pid:start`).

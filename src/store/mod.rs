@@ -262,7 +262,9 @@ pub trait Store: Send + Sync {
 
     // --- For `sluicegate serve`: its own queue of runs, pages, totals. ---
 
-    /// Insert a queued run for the `serve` workers (an API or schedule trigger) and return its id.
+    /// Insert a queued run for the `serve` workers (an API or schedule trigger) and return its id;
+    /// `None` when a run of this sync for the same `scheduled_execution_time` exists already
+    /// (a schedule's slot is triggered once, whatever the number of replicas).
     async fn create_served_run(
         &self,
         sync_id: i64,
@@ -270,7 +272,7 @@ pub trait Store: Send + Sync {
         full_sync: bool,
         reason: &TriggerReason,
         scheduled_execution_time: Option<&str>,
-    ) -> Result<i64>;
+    ) -> Result<Option<i64>>;
     /// Claim the oldest queued served run among `sync_ids` whose sync has no working run and no
     /// older queued served run, moving it to `working` for `executor` under a lease. Among any
     /// number of concurrent callers (replicas sharing a Postgres store), each run goes to

@@ -396,9 +396,9 @@ impl Store for PgStore {
         full_sync: bool,
         reason: &TriggerReason,
         scheduled_execution_time: Option<&str>,
-    ) -> Result<i64> {
+    ) -> Result<Option<i64>> {
         let ts = now();
-        sqlx::query_scalar(
+        let id: std::result::Result<i64, sqlx::Error> = sqlx::query_scalar(
             "INSERT INTO sync_runs (sync_id, sync_name, status, created_at, updated_at, full_sync, trigger_tag, trigger_detail, \
              current_step, scheduled_execution_time, served) VALUES ($1, $2, 'queued', $3, $3, $4, $5, $6, 'Queued', $7, 1) RETURNING id",
         )
@@ -410,8 +410,13 @@ impl Store for PgStore {
         .bind(&reason.ui_detail)
         .bind(scheduled_execution_time)
         .fetch_one(&self.pool)
-        .await
-        .context(ErrorKind::Store, self.err("cannot create a run"))
+        .await;
+        match id {
+            Ok(id) => Ok(Some(id)),
+            // That slot of a schedule was triggered already (by another replica).
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e).context(ErrorKind::Store, self.err("cannot create a run")),
+        }
     }
 
     async fn claim_next_served(&self, executor: &str, lease: Duration, sync_ids: &[i64]) -> Result<Option<RunRecord>> {
