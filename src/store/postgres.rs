@@ -427,18 +427,19 @@ impl Store for PgStore {
         // so concurrent claims never wait on each other and never take the same run. A sync's
         // runs go in trigger order (no older queued run of the same sync), and the unique index
         // on working runs refuses a second working run of one sync whatever happens.
-        let ts = now();
+        // started_at is the server's clock when the claim executes, not when it was sent: it
+        // is then never before the previous run of the sync ended.
         let claimed = sqlx::query_scalar(
-            "UPDATE sync_runs SET status = 'working', executor = $1, started_at = $2, updated_at = $2, heartbeat_at = $2, \
-             lease_expires_at = $3, current_step = 'Checking source and destination configuration' \
+            "WITH t AS (SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS ts) \
+             UPDATE sync_runs SET status = 'working', executor = $1, started_at = t.ts, updated_at = t.ts, heartbeat_at = t.ts, \
+             lease_expires_at = $2, current_step = 'Checking source and destination configuration' FROM t \
              WHERE status = 'queued' AND id = (SELECT q.id FROM sync_runs q WHERE q.status = 'queued' AND q.served = 1 \
-             AND q.sync_id = ANY($4) \
+             AND q.sync_id = ANY($3) \
              AND NOT EXISTS (SELECT 1 FROM sync_runs w WHERE w.sync_id = q.sync_id AND w.status = 'working') \
              AND NOT EXISTS (SELECT 1 FROM sync_runs e WHERE e.sync_id = q.sync_id AND e.status = 'queued' AND e.served = 1 AND e.id < q.id) \
-             ORDER BY q.id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id",
+             ORDER BY q.id LIMIT 1 FOR UPDATE OF q SKIP LOCKED) RETURNING id",
         )
         .bind(executor)
-        .bind(&ts)
         .bind(now_plus(lease))
         .bind(sync_ids)
         .fetch_optional(&self.pool)

@@ -489,15 +489,13 @@ impl Store for SqliteStore {
         }
         // SQLite runs one writer at a time, so the pick and the update cannot interleave with
         // another claim.
-        let ts = now();
+        // started_at is the time the claim executes (never before the previous run ended).
         let mut qb = QueryBuilder::<Sqlite>::new("UPDATE sync_runs SET status = 'working', executor = ");
         qb.push_bind(executor.to_string())
-            .push(", started_at = ")
-            .push_bind(ts.clone())
-            .push(", updated_at = ")
-            .push_bind(ts.clone())
-            .push(", heartbeat_at = ")
-            .push_bind(ts)
+            .push(
+                ", started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+                 heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            )
             .push(", lease_expires_at = ")
             .push_bind(now_plus(lease))
             .push(
