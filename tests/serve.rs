@@ -478,6 +478,9 @@ async fn graceful_shutdown_requeues_after_the_batch_in_flight_and_another_server
 async fn replicas_on_postgres_execute_every_run_exactly_once() {
     let Some(admin) = pg_url() else { return };
     let state = fresh_pg_database(&admin, "sg_serve_replicas").await;
+    // The test server trusts local users; a password in the URL is accepted and must never show.
+    let state = state.replacen("postgres://postgres@", "postgres://postgres:hunter2-pg-secret@", 1);
+    assert!(state.contains("hunter2-pg-secret"), "the test server URL has the expected form: {state}");
     let dir = tempfile::tempdir().unwrap();
     Warehouse::create(dir.path(), 12).await;
     let emu = emulator().await;
@@ -525,6 +528,14 @@ async fn replicas_on_postgres_execute_every_run_exactly_once() {
     assert!(!ca.is_empty() && !cb.is_empty(), "both replicas claimed runs ({} and {})", ca.len(), cb.len());
     for log in &logs {
         assert!(!log.contains(TOKEN) && !log.contains(TOKEN.trim_start_matches("secret-token:")), "the API token is never logged");
+        assert!(!log.contains("hunter2-pg-secret"), "the state store URL is logged without credentials");
+    }
+    // SIGTERM: a clean stop.
+    let (mut a, mut b) = (a, b);
+    for p in [&mut a, &mut b] {
+        let status = p.stop();
+        assert!(status.success(), "sluicegate serve exited with {status}: {}", p.stderr());
+        assert!(p.stderr().contains("stopping"), "{}", p.stderr());
     }
 }
 

@@ -49,7 +49,7 @@ fn limit(q: Option<String>, default: i64, max: i64) -> i64 {
 const STYLE: &str = "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1f2328;background:#f6f8fa}\
 header{background:#0b3d5c;color:#fff;padding:12px 24px}header h1{font-size:18px;margin:0}header p{margin:2px 0 0;opacity:.8;font-size:12px}\
 main{padding:16px 24px}h2{font-size:15px;margin:22px 0 8px}table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #d0d7de}\
-th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #eaeef2;vertical-align:top}th{background:#f0f3f6;font-weight:600;font-size:12px}\
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #eaeef2;vertical-align:top;white-space:nowrap}td.err{white-space:normal}th{background:#f0f3f6;font-weight:600;font-size:12px}\
 td.num{text-align:right;font-variant-numeric:tabular-nums}a{color:#0969da;text-decoration:none}a:hover{text-decoration:underline}\
 .st{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}\
 .completed,.up{background:#dafbe1;color:#116329}.failed,.failing{background:#ffebe9;color:#a40e26}.working{background:#ddf4ff;color:#0550ae}\
