@@ -9,6 +9,7 @@ pub mod emulator;
 pub mod engine;
 pub mod error;
 pub mod runtime;
+pub mod serve;
 pub mod source;
 pub mod store;
 

@@ -89,6 +89,9 @@ enum Command {
         #[command(subcommand)]
         which: Emulator,
     },
+    /// Serve the Census-compatible API, a worker pool, schedules, a run history page and
+    /// metrics. API tokens come from SLUICEGATE_API_TOKEN (or SLUICEGATE_API_TOKENS).
+    Serve(crate::serve::Args),
     /// Write a demo project into DIR and run it against the webhook emulator.
     Quickstart {
         dir: PathBuf,
@@ -266,6 +269,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             emu.stop().await;
             Ok(0)
         }
+        Command::Serve(args) => crate::serve::run_cli(cli.project.clone(), cli.state.clone(), args).await,
         Command::Quickstart { dir, no_demo, force, rows } => quickstart::run(dir, !*no_demo, *force, *rows).await,
     }
 }

@@ -11,6 +11,7 @@
 
 mod delivery;
 mod map;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::path::Path;

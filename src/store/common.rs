@@ -3,7 +3,7 @@
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
 
-use super::{now, OpCounts, RecordKind, RunCounts, RunEnd, RunRecord, RunRecordOutcome, RunStatus, StateEntry, TriggerReason};
+use super::{now, OpCounts, RecordFilter, RecordKind, StoredRecord, RunTotals, RunCounts, RunEnd, RunRecord, RunRecordOutcome, RunStatus, StateEntry, TriggerReason};
 use crate::error::{Error, Result};
 
 pub const RUN_COLUMNS: &str = "id, sync_id, sync_name, status, created_at, updated_at, started_at, completed_at, \
@@ -168,3 +168,58 @@ where
         payload: row.try_get("payload").map_err(bad)?,
     })
 }
+
+/// Decode a `SELECT identifier, kind, operation, reason, payload, created_at FROM run_records` row.
+pub fn stored_record_from_row<R>(row: &R) -> Result<StoredRecord>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let recorded_at: String =
+        row.try_get("created_at").map_err(|e| Error::store("cannot decode a run record from the state store").with_source(e))?;
+    Ok(StoredRecord { outcome: outcome_from_row(row)?, recorded_at })
+}
+
+/// ` AND …` for each filter of a records query (the query already says `WHERE run_id = …`).
+pub fn push_record_filter<DB>(qb: &mut QueryBuilder<DB>, f: &RecordFilter)
+where
+    DB: Database,
+    for<'a> String: Encode<'a, DB> + Type<DB>,
+{
+    if let Some(k) = f.kind {
+        qb.push(" AND kind = ").push_bind(k.as_str().to_string());
+    }
+    if let Some(i) = &f.identifier {
+        qb.push(" AND identifier = ").push_bind(i.clone());
+    }
+    if let Some(o) = &f.operation {
+        qb.push(" AND operation = ").push_bind(o.clone());
+    }
+}
+
+/// Decode a run-totals row: sync_id, status, canceled, runs, updated, failed, invalid.
+pub fn totals_from_row<R>(row: &R) -> Result<RunTotals>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let bad = |e: sqlx::Error| Error::store("cannot decode run totals from the state store").with_source(e);
+    Ok(RunTotals {
+        sync_id: row.try_get(0).map_err(bad)?,
+        status: row.try_get(1).map_err(bad)?,
+        canceled: row.try_get::<i64, _>(2).map_err(bad)? != 0,
+        runs: row.try_get(3).map_err(bad)?,
+        records_updated: row.try_get(4).map_err(bad)?,
+        records_failed: row.try_get(5).map_err(bad)?,
+        records_invalid: row.try_get(6).map_err(bad)?,
+    })
+}
+
+pub const TOTALS_SQL: &str = "SELECT sync_id, status, canceled, CAST(COUNT(*) AS BIGINT), \
+    CAST(COALESCE(SUM(records_updated), 0) AS BIGINT), CAST(COALESCE(SUM(records_failed), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(records_invalid), 0) AS BIGINT) FROM sync_runs GROUP BY sync_id, status, canceled \
+    ORDER BY sync_id, status, canceled";

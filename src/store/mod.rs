@@ -193,6 +193,34 @@ pub struct Beat {
     pub cancel_requested: bool,
 }
 
+/// Which rows of a run to list (`GET /sync_runs/{id}/records`): every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct RecordFilter {
+    pub kind: Option<RecordKind>,
+    pub identifier: Option<String>,
+    pub operation: Option<String>,
+}
+
+/// A row a run did not deliver, as stored, with the time it was recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredRecord {
+    #[serde(flatten)]
+    pub outcome: RunRecordOutcome,
+    pub recorded_at: String,
+}
+
+/// Runs of one sync in one status, with the row counts they add up to (for metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunTotals {
+    pub sync_id: i64,
+    pub status: String,
+    pub canceled: bool,
+    pub runs: i64,
+    pub records_updated: i64,
+    pub records_failed: i64,
+    pub records_invalid: i64,
+}
+
 /// Whether the process behind an executor id is alive: `Some(false)` only when it is certain
 /// (same host, process gone); `None` when unknown (another host: the lease decides).
 pub type Liveness<'a> = &'a (dyn Fn(&str) -> Option<bool> + Send + Sync);
@@ -231,6 +259,40 @@ pub trait Store: Send + Sync {
     ) -> Result<bool>;
     async fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<RunRecord>;
     async fn run_records(&self, run_id: i64, limit: i64) -> Result<Vec<RunRecordOutcome>>;
+
+    // --- For `sluicegate serve`: its own queue of runs, pages, totals. ---
+
+    /// Insert a queued run for the `serve` workers (an API or schedule trigger) and return its id;
+    /// `None` when a run of this sync for the same `scheduled_execution_time` exists already
+    /// (a schedule's slot is triggered once, whatever the number of replicas).
+    async fn create_served_run(
+        &self,
+        sync_id: i64,
+        sync_name: &str,
+        full_sync: bool,
+        reason: &TriggerReason,
+        scheduled_execution_time: Option<&str>,
+    ) -> Result<Option<i64>>;
+    /// Claim the oldest queued served run among `sync_ids` whose sync has no working run and no
+    /// older queued served run, moving it to `working` for `executor` under a lease. Among any
+    /// number of concurrent callers (replicas sharing a Postgres store), each run goes to
+    /// exactly one; `None` when there is nothing to claim now.
+    async fn claim_next_served(&self, executor: &str, lease: Duration, sync_ids: &[i64]) -> Result<Option<RunRecord>>;
+    /// Give a working run back to the queue (a worker shutting down after the batch in flight):
+    /// the next claim resumes it from what the destination acknowledged. False when the run was
+    /// no longer working under `executor`.
+    async fn release_run(&self, run_id: i64, executor: &str) -> Result<bool>;
+    /// How many runs there are (of one sync, or all).
+    async fn count_runs(&self, sync_id: Option<i64>) -> Result<i64>;
+    /// One page of runs (of one sync, or all) by creation order.
+    async fn page_runs(&self, sync_id: Option<i64>, offset: i64, limit: i64, ascending: bool) -> Result<Vec<RunRecord>>;
+    /// The latest run of every sync that has one.
+    async fn last_runs(&self) -> Result<Vec<RunRecord>>;
+    /// One page of the rows a run did not deliver, in the order they were recorded.
+    async fn page_records(&self, run_id: i64, filter: &RecordFilter, offset: i64, limit: i64) -> Result<Vec<StoredRecord>>;
+    async fn count_records(&self, run_id: i64, filter: &RecordFilter) -> Result<i64>;
+    /// Runs and row counts by sync, status and cancellation.
+    async fn run_totals(&self) -> Result<Vec<RunTotals>>;
 }
 
 /// Why a working run counts as lost, if it does: its executor's process is gone (same host), or

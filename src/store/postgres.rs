@@ -10,7 +10,10 @@ use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor, QueryBuilder, Row};
 
-use super::common::{finish_query, outcome_from_row, push_counts, run_from_row, state_entry_from_row, RUN_COLUMNS};
+use super::common::{
+    finish_query, outcome_from_row, push_counts, push_record_filter, run_from_row, state_entry_from_row, stored_record_from_row,
+    totals_from_row, RUN_COLUMNS, TOTALS_SQL,
+};
 use super::migrations::POSTGRES as MIGRATIONS;
 use super::*;
 use crate::error::{Context, ErrorKind};
@@ -384,5 +387,141 @@ impl Store for PgStore {
         .context(ErrorKind::Store, self.err("cannot read run records"))?;
         rows.iter().map(outcome_from_row)
             .collect()
+    }
+
+    async fn create_served_run(
+        &self,
+        sync_id: i64,
+        sync_name: &str,
+        full_sync: bool,
+        reason: &TriggerReason,
+        scheduled_execution_time: Option<&str>,
+    ) -> Result<Option<i64>> {
+        let ts = now();
+        let id: std::result::Result<i64, sqlx::Error> = sqlx::query_scalar(
+            "INSERT INTO sync_runs (sync_id, sync_name, status, created_at, updated_at, full_sync, trigger_tag, trigger_detail, \
+             current_step, scheduled_execution_time, served) VALUES ($1, $2, 'queued', $3, $3, $4, $5, $6, 'Queued', $7, 1) RETURNING id",
+        )
+        .bind(sync_id)
+        .bind(sync_name)
+        .bind(&ts)
+        .bind(i64::from(full_sync))
+        .bind(&reason.ui_tag)
+        .bind(&reason.ui_detail)
+        .bind(scheduled_execution_time)
+        .fetch_one(&self.pool)
+        .await;
+        match id {
+            Ok(id) => Ok(Some(id)),
+            // That slot of a schedule was triggered already (by another replica).
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e).context(ErrorKind::Store, self.err("cannot create a run")),
+        }
+    }
+
+    async fn claim_next_served(&self, executor: &str, lease: Duration, sync_ids: &[i64]) -> Result<Option<RunRecord>> {
+        if sync_ids.is_empty() {
+            return Ok(None);
+        }
+        // The classic queue: lock the candidate row, skipping rows another replica has locked,
+        // so concurrent claims never wait on each other and never take the same run. A sync's
+        // runs go in trigger order (no older queued run of the same sync), and the unique index
+        // on working runs refuses a second working run of one sync whatever happens.
+        // started_at is the server's clock when the claim executes, not when it was sent: it
+        // is then never before the previous run of the sync ended.
+        let claimed = sqlx::query_scalar(
+            "WITH t AS (SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS ts) \
+             UPDATE sync_runs SET status = 'working', executor = $1, started_at = t.ts, updated_at = t.ts, heartbeat_at = t.ts, \
+             lease_expires_at = $2, current_step = 'Checking source and destination configuration' FROM t \
+             WHERE status = 'queued' AND id = (SELECT q.id FROM sync_runs q WHERE q.status = 'queued' AND q.served = 1 \
+             AND q.sync_id = ANY($3) \
+             AND NOT EXISTS (SELECT 1 FROM sync_runs w WHERE w.sync_id = q.sync_id AND w.status = 'working') \
+             AND NOT EXISTS (SELECT 1 FROM sync_runs e WHERE e.sync_id = q.sync_id AND e.status = 'queued' AND e.served = 1 AND e.id < q.id) \
+             ORDER BY q.id LIMIT 1 FOR UPDATE OF q SKIP LOCKED) RETURNING id",
+        )
+        .bind(executor)
+        .bind(now_plus(lease))
+        .bind(sync_ids)
+        .fetch_optional(&self.pool)
+        .await;
+        let claimed: Option<i64> = match claimed {
+            Ok(id) => id,
+            // Another executor made a run of that sync working meanwhile: nothing to claim now.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => None,
+            Err(e) => return Err(Error::store(format!("state store {}: cannot claim a run", self.shown)).with_source(e)),
+        };
+        match claimed {
+            Some(id) => Ok(Some(self.get_run(id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn release_run(&self, run_id: i64, executor: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE sync_runs SET status = 'queued', executor = NULL, lease_expires_at = NULL, heartbeat_at = NULL, \
+             current_step = 'Queued', updated_at = $1 WHERE id = $2 AND status = 'working' AND executor = $3",
+        )
+        .bind(now())
+        .bind(run_id)
+        .bind(executor)
+        .execute(&self.pool)
+        .await
+        .context(ErrorKind::Store, self.err("cannot release a run"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_runs(&self, sync_id: Option<i64>) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*)::BIGINT FROM sync_runs WHERE ($1::BIGINT IS NULL OR sync_id = $1)")
+            .bind(sync_id)
+            .fetch_one(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot count runs"))
+    }
+
+    async fn page_runs(&self, sync_id: Option<i64>, offset: i64, limit: i64, ascending: bool) -> Result<Vec<RunRecord>> {
+        let order = if ascending { "ASC" } else { "DESC" };
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE ($1::BIGINT IS NULL OR sync_id = $1) ORDER BY id {order} LIMIT $2 OFFSET $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sync_id)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot list runs"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn last_runs(&self) -> Result<Vec<RunRecord>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM sync_runs WHERE id IN (SELECT MAX(id) FROM sync_runs GROUP BY sync_id) ORDER BY sync_id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot list runs"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn page_records(&self, run_id: i64, filter: &RecordFilter, offset: i64, limit: i64) -> Result<Vec<StoredRecord>> {
+        let mut qb = QueryBuilder::<sqlx::Postgres>::new(
+            "SELECT identifier, kind, operation, reason, payload, created_at FROM run_records WHERE run_id = ",
+        );
+        qb.push_bind(run_id);
+        push_record_filter(&mut qb, filter);
+        qb.push(" ORDER BY id LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+        let rows = qb.build().fetch_all(&self.pool).await.context(ErrorKind::Store, self.err("cannot read run records"))?;
+        rows.iter().map(stored_record_from_row).collect()
+    }
+
+    async fn count_records(&self, run_id: i64, filter: &RecordFilter) -> Result<i64> {
+        let mut qb = QueryBuilder::<sqlx::Postgres>::new("SELECT COUNT(*)::BIGINT FROM run_records WHERE run_id = ");
+        qb.push_bind(run_id);
+        push_record_filter(&mut qb, filter);
+        qb.build_query_scalar().fetch_one(&self.pool).await.context(ErrorKind::Store, self.err("cannot count run records"))
+    }
+
+    async fn run_totals(&self) -> Result<Vec<RunTotals>> {
+        let rows = sqlx::query(TOTALS_SQL).fetch_all(&self.pool).await.context(ErrorKind::Store, self.err("cannot total runs"))?;
+        rows.iter().map(totals_from_row).collect()
     }
 }

@@ -8,7 +8,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
 
-use super::common::{finish_query, outcome_from_row, push_counts, run_from_row, RUN_COLUMNS};
+use super::common::{
+    finish_query, outcome_from_row, push_counts, push_record_filter, run_from_row, stored_record_from_row, totals_from_row, RUN_COLUMNS,
+    TOTALS_SQL,
+};
 use super::migrations::SQLITE as MIGRATIONS;
 use super::*;
 use crate::error::{Context, ErrorKind};
@@ -447,5 +450,143 @@ impl Store for SqliteStore {
         .context(ErrorKind::Store, self.err("cannot read run records"))?;
         rows.iter().map(outcome_from_row)
             .collect()
+    }
+
+    async fn create_served_run(
+        &self,
+        sync_id: i64,
+        sync_name: &str,
+        full_sync: bool,
+        reason: &TriggerReason,
+        scheduled_execution_time: Option<&str>,
+    ) -> Result<Option<i64>> {
+        let ts = now();
+        let id: std::result::Result<i64, sqlx::Error> = sqlx::query_scalar(
+            "INSERT INTO sync_runs (sync_id, sync_name, status, created_at, updated_at, full_sync, trigger_tag, trigger_detail, \
+             current_step, scheduled_execution_time, served) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, 'Queued', ?, 1) RETURNING id",
+        )
+        .bind(sync_id)
+        .bind(sync_name)
+        .bind(&ts)
+        .bind(&ts)
+        .bind(i64::from(full_sync))
+        .bind(&reason.ui_tag)
+        .bind(&reason.ui_detail)
+        .bind(scheduled_execution_time)
+        .fetch_one(&self.pool)
+        .await;
+        match id {
+            Ok(id) => Ok(Some(id)),
+            // That slot of a schedule was triggered already (by another replica).
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e).context(ErrorKind::Store, self.err("cannot create a run")),
+        }
+    }
+
+    async fn claim_next_served(&self, executor: &str, lease: Duration, sync_ids: &[i64]) -> Result<Option<RunRecord>> {
+        if sync_ids.is_empty() {
+            return Ok(None);
+        }
+        // SQLite runs one writer at a time, so the pick and the update cannot interleave with
+        // another claim.
+        // started_at is the time the claim executes (never before the previous run ended).
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE sync_runs SET status = 'working', executor = ");
+        qb.push_bind(executor.to_string())
+            .push(
+                ", started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+                 heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            )
+            .push(", lease_expires_at = ")
+            .push_bind(now_plus(lease))
+            .push(
+                ", current_step = 'Checking source and destination configuration' WHERE status = 'queued' AND id = \
+                 (SELECT q.id FROM sync_runs q WHERE q.status = 'queued' AND q.served = 1 AND q.sync_id IN (",
+            );
+        let mut sep = qb.separated(", ");
+        for id in sync_ids {
+            sep.push_bind(*id);
+        }
+        qb.push(
+            ") AND NOT EXISTS (SELECT 1 FROM sync_runs w WHERE w.sync_id = q.sync_id AND w.status = 'working') \
+             AND NOT EXISTS (SELECT 1 FROM sync_runs e WHERE e.sync_id = q.sync_id AND e.status = 'queued' AND e.served = 1 AND e.id < q.id) \
+             ORDER BY q.id LIMIT 1) RETURNING id",
+        );
+        let claimed: Option<i64> = match qb.build_query_scalar().fetch_optional(&self.pool).await {
+            Ok(id) => id,
+            // A run of that sync was claimed in-task meanwhile: nothing to claim now.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => None,
+            Err(e) => return Err(Error::store(format!("state store {}: cannot claim a run", self.path.display())).with_source(e)),
+        };
+        match claimed {
+            Some(id) => Ok(Some(self.get_run(id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn release_run(&self, run_id: i64, executor: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE sync_runs SET status = 'queued', executor = NULL, lease_expires_at = NULL, heartbeat_at = NULL, \
+             current_step = 'Queued', updated_at = ? WHERE id = ? AND status = 'working' AND executor = ?",
+        )
+        .bind(now())
+        .bind(run_id)
+        .bind(executor)
+        .execute(&self.pool)
+        .await
+        .context(ErrorKind::Store, self.err("cannot release a run"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_runs(&self, sync_id: Option<i64>) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM sync_runs WHERE (?1 IS NULL OR sync_id = ?1)")
+            .bind(sync_id)
+            .fetch_one(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot count runs"))
+    }
+
+    async fn page_runs(&self, sync_id: Option<i64>, offset: i64, limit: i64, ascending: bool) -> Result<Vec<RunRecord>> {
+        let order = if ascending { "ASC" } else { "DESC" };
+        let sql = format!("SELECT {RUN_COLUMNS} FROM sync_runs WHERE (?1 IS NULL OR sync_id = ?1) ORDER BY id {order} LIMIT ?2 OFFSET ?3");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sync_id)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot list runs"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn last_runs(&self) -> Result<Vec<RunRecord>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM sync_runs WHERE id IN (SELECT MAX(id) FROM sync_runs GROUP BY sync_id) ORDER BY sync_id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .context(ErrorKind::Store, self.err("cannot list runs"))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn page_records(&self, run_id: i64, filter: &RecordFilter, offset: i64, limit: i64) -> Result<Vec<StoredRecord>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT identifier, kind, operation, reason, payload, created_at FROM run_records WHERE run_id = ",
+        );
+        qb.push_bind(run_id);
+        push_record_filter(&mut qb, filter);
+        qb.push(" ORDER BY id LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+        let rows = qb.build().fetch_all(&self.pool).await.context(ErrorKind::Store, self.err("cannot read run records"))?;
+        rows.iter().map(stored_record_from_row).collect()
+    }
+
+    async fn count_records(&self, run_id: i64, filter: &RecordFilter) -> Result<i64> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM run_records WHERE run_id = ");
+        qb.push_bind(run_id);
+        push_record_filter(&mut qb, filter);
+        qb.build_query_scalar().fetch_one(&self.pool).await.context(ErrorKind::Store, self.err("cannot count run records"))
+    }
+
+    async fn run_totals(&self) -> Result<Vec<RunTotals>> {
+        let rows = sqlx::query(TOTALS_SQL).fetch_all(&self.pool).await.context(ErrorKind::Store, self.err("cannot total runs"))?;
+        rows.iter().map(totals_from_row).collect()
     }
 }

@@ -1,0 +1,284 @@
+//! Executing runs for the workers of `sluicegate serve`.
+//!
+//! A served run is queued by the HTTP API or a schedule ([`Engine::trigger_served`]) and claimed
+//! by whichever worker of whichever replica asks first ([`Engine::claim_next_served`]: one
+//! conditional update, `FOR UPDATE SKIP LOCKED` on Postgres, so every run goes to exactly one
+//! worker and a sync never has two working runs). The claimed run then executes as in-task runs
+//! do (lease, heartbeat, cancellation after the batch in flight), with two additions:
+//!
+//! - every destination request is reported to a [`SendObserver`] (latency, 429s) for metrics;
+//! - a stop signal (graceful shutdown) ends the run after the batch in flight, commits what the
+//!   destination acknowledged, and gives the run back to the queue ([`Store::release_run`]), so
+//!   another replica, or this one after a restart, resumes it from the acknowledged state.
+//!
+//! `run_claimed` mirrors [`Engine::run`] after its claim; a change to one belongs in both.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::delivery::Delivery;
+use super::{error_code, main_operation, Output, RunControl};
+use super::{Engine, ProgressFn};
+use crate::config::{Behavior, SyncConfig, SyncRef};
+use crate::deliver::Deliverer;
+use crate::destination::{Destination, Limits, Operation, OutRecord, Reply, SendError};
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::{Beat, RunCounts, RunEnd, RunRecord, RunStatus, TriggerReason};
+
+/// How one destination request ended, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendResult {
+    /// The destination answered with per-record outcomes.
+    Answered,
+    /// 429 (or the destination's equivalent).
+    RateLimited,
+    /// 5xx, timeout, connection error.
+    Transient,
+    /// Refused for good (credentials, URL, quota).
+    Fatal,
+    /// The batch was refused as a whole for its content.
+    BatchRejected,
+}
+
+impl SendResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendResult::Answered => "answered",
+            SendResult::RateLimited => "rate_limited",
+            SendResult::Transient => "transient",
+            SendResult::Fatal => "fatal",
+            SendResult::BatchRejected => "batch_rejected",
+        }
+    }
+}
+
+/// Told about every destination request of a served run.
+pub trait SendObserver: Send + Sync {
+    fn observe(&self, sync_id: i64, destination_type: &str, elapsed: Duration, result: SendResult);
+}
+
+/// A destination that reports each request to an observer, unchanged otherwise.
+struct Observed {
+    inner: Arc<dyn Destination>,
+    observer: Arc<dyn SendObserver>,
+    sync_id: i64,
+    destination_type: String,
+}
+
+#[async_trait::async_trait]
+impl Destination for Observed {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+    fn record_size(&self, op: Operation, record: &OutRecord<'_>) -> usize {
+        self.inner.record_size(op, record)
+    }
+    async fn check(&self) -> std::result::Result<(), String> {
+        self.inner.check().await
+    }
+    async fn send(&self, op: Operation, records: &[OutRecord<'_>]) -> std::result::Result<Reply, SendError> {
+        let started = Instant::now();
+        let result = self.inner.send(op, records).await;
+        let kind = match &result {
+            Ok(_) => SendResult::Answered,
+            Err(SendError::RateLimited { .. }) => SendResult::RateLimited,
+            Err(SendError::Transient { .. }) => SendResult::Transient,
+            Err(SendError::Fatal { .. }) => SendResult::Fatal,
+            Err(SendError::BatchRejected { .. }) => SendResult::BatchRejected,
+        };
+        self.observer.observe(self.sync_id, &self.destination_type, started.elapsed(), kind);
+        result
+    }
+}
+
+/// How a served run left its worker.
+#[derive(Debug)]
+pub enum Served {
+    /// It ended (completed, failed or canceled), or another executor failed it.
+    Finished(RunRecord),
+    /// The worker stopped; the run is queued again.
+    Released(RunRecord),
+}
+
+impl Engine {
+    /// Queue a run for the `serve` workers; returns the run id. `scheduled` is the time a
+    /// schedule meant it for (Census's `scheduled_execution_time`); `None` is returned when that
+    /// slot was triggered already (by another replica).
+    pub async fn trigger_served(
+        &self,
+        sync: &SyncRef,
+        full_sync: bool,
+        reason: &TriggerReason,
+        scheduled: Option<&str>,
+    ) -> Result<Option<i64>> {
+        let s = self.project.sync(sync)?;
+        if full_sync && matches!(s.behavior, Behavior::Append | Behavior::Create) {
+            return Err(Error::config(format!(
+                "sync {} ({}) is a {} sync: it sends each row once, so it has no full sync; trigger it without force_full_sync",
+                s.id,
+                s.name,
+                s.behavior.as_str()
+            )));
+        }
+        self.store.create_served_run(s.id, &s.name, full_sync, reason, scheduled).await
+    }
+
+    /// Fail runs whose executor is gone, then claim the next served run of this project's
+    /// syncs, if any may start now.
+    pub async fn claim_next_served(&self) -> Result<Option<RunRecord>> {
+        self.reap().await?;
+        let ids: Vec<i64> = self.project.syncs.iter().map(|s| s.id).collect();
+        self.store.claim_next_served(&self.executor, self.lease, &ids).await
+    }
+
+    /// Fail working runs whose executor is gone (lease expired, or process ended on this host).
+    pub async fn reap_lost(&self) -> Result<u64> {
+        self.reap().await
+    }
+
+    /// The identity this engine claims runs under (`host:pid:start`).
+    pub fn executor(&self) -> &str {
+        &self.executor
+    }
+
+    /// Execute a run this engine claimed. `stop` turning true ends the run after the batch in
+    /// flight and requeues it.
+    pub async fn run_claimed(
+        &self,
+        run: RunRecord,
+        progress: ProgressFn<'_>,
+        mut stop: watch::Receiver<bool>,
+        observer: Option<Arc<dyn SendObserver>>,
+    ) -> Result<Served> {
+        let run_id = run.id;
+        let sync = self.project.sync(&SyncRef::Id(run.sync_id)).cloned();
+        let ctl = Arc::new(RunControl::default());
+        let heartbeat = {
+            let (store, ctl, executor, lease) = (self.store.clone(), ctl.clone(), self.executor.clone(), self.lease);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    match store.heartbeat(run_id, &executor, lease).await {
+                        Ok(Beat { still_owner, cancel_requested }) => {
+                            if !still_owner {
+                                ctl.lost.store(true, Ordering::Relaxed);
+                                return;
+                            }
+                            if cancel_requested {
+                                ctl.cancel.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        Err(e) => tracing::warn!(run_id, "heartbeat failed: {}", e.full_message()),
+                    }
+                }
+            })
+        };
+        // Stopping uses the same path as a lost lease: the run stops at its next check, after
+        // the batch in flight is answered and committed.
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopper = {
+            let (ctl, stopped) = (ctl.clone(), stopped.clone());
+            tokio::spawn(async move {
+                while !*stop.borrow_and_update() {
+                    if stop.changed().await.is_err() {
+                        return;
+                    }
+                }
+                stopped.store(true, Ordering::Relaxed);
+                ctl.lost.store(true, Ordering::Relaxed);
+            })
+        };
+        let mut counts = RunCounts::default();
+        let result = match &sync {
+            Ok(sync) => self.execute_observed(&run, sync, &mut counts, progress, &ctl, observer).await,
+            Err(e) => Err(Error::config(e.full_message())),
+        };
+        heartbeat.abort();
+        stopper.abort();
+        if result.is_err() && stopped.load(Ordering::Relaxed) {
+            if self.store.release_run(run_id, &self.executor).await? {
+                tracing::info!(run_id, "worker stopping: run released to the queue after the batch in flight");
+                return Ok(Served::Released(self.store.get_run(run_id).await?));
+            }
+            return Ok(Served::Finished(self.store.get_run(run_id).await?));
+        }
+        let end = match result {
+            Ok(()) => RunEnd { status: RunStatus::Completed, canceled: false, error_code: None, error_message: None, error_detail: None, counts },
+            Err(_) if ctl.lost.load(Ordering::Relaxed) => return Ok(Served::Finished(self.store.get_run(run_id).await?)),
+            Err(e) if e.kind() == ErrorKind::Canceled => {
+                let msg = format!(
+                    "canceled by request after {} of {} planned records were delivered; the next run sends the rest",
+                    counts.records_updated.unwrap_or(0),
+                    counts.planned.total()
+                );
+                RunEnd { status: RunStatus::Failed, canceled: true, error_code: Some("CANCELED".into()), error_message: Some(msg), error_detail: None, counts }
+            }
+            Err(e) => {
+                tracing::info!(run_id, sync_id = run.sync_id, "run failed: {}", e.full_message());
+                RunEnd {
+                    status: RunStatus::Failed,
+                    canceled: false,
+                    error_code: Some(error_code(e.kind()).into()),
+                    error_message: Some(e.full_message()),
+                    error_detail: None,
+                    counts,
+                }
+            }
+        };
+        Ok(Served::Finished(self.store.finish_run(run_id, &end).await?))
+    }
+
+    /// [`Engine::execute`] with the destination wrapped in an observer.
+    async fn execute_observed(
+        &self,
+        run: &RunRecord,
+        sync: &SyncConfig,
+        counts: &mut RunCounts,
+        progress: ProgressFn<'_>,
+        ctl: &RunControl,
+        observer: Option<Arc<dyn SendObserver>>,
+    ) -> Result<()> {
+        progress(&super::Progress { run_id: run.id, step: super::step::CHECKING, counts: counts.clone() });
+        let dest_cfg = &self.project.destinations[&sync.destination];
+        let mut dest = self.destination(sync).await.map_err(|e| self.sync_error(sync, e))?;
+        if let Some(observer) = observer {
+            dest = Arc::new(Observed { inner: dest, observer, sync_id: sync.id, destination_type: dest_cfg.type_name().to_string() });
+        }
+        let deliverer = Arc::new(Deliverer::new(dest, &dest_cfg.delivery));
+        let mut out = Output::Deliver(Delivery::new(
+            self.store.as_ref(),
+            run.id,
+            sync.id,
+            deliverer.clone(),
+            main_operation(sync.behavior),
+            counts,
+            ctl,
+            progress,
+        ));
+        let mut result = self.diff(sync, run.full_sync, &mut out, Some(ctl)).await;
+        if let Output::Deliver(d) = &mut out {
+            if result.is_ok() {
+                result = d.finish().await;
+            }
+            if result.is_err() {
+                d.drain().await;
+            }
+        }
+        let st = &deliverer.stats;
+        tracing::info!(
+            run_id = run.id,
+            requests = st.requests.load(Ordering::Relaxed),
+            rate_limited = st.rate_limited.load(Ordering::Relaxed),
+            transient = st.transient.load(Ordering::Relaxed),
+            bisections = st.bisections.load(Ordering::Relaxed),
+            "delivery finished"
+        );
+        result
+    }
+}
