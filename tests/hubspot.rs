@@ -352,7 +352,7 @@ fn project_errors_name_file_line_and_what_to_do() {
     assert!(e.contains("sluicegate.yml:16:"), "{e}");
 
     let e = load(&ok.replace("behavior: upsert", "behavior: append\n    unique_key: email")).unwrap_err().to_string();
-    assert!(e.contains("sluicegate.yml:13:5: syncs[0].behavior: HubSpot contacts are records, not events: behavior `append` is not supported"), "{e}");
+    assert!(e.contains("sluicegate.yml:22:15: syncs[0].behavior: HubSpot contacts are records, not events: behavior `append` is not supported"), "{e}");
 
     let e = load(&ok.replace("to: email}", "to: hs_object_id}")).unwrap_err().to_string();
     assert!(e.contains("`hs_object_id` (the record ID) identifies existing records only, so it works with behavior `update`"), "{e}");

@@ -347,7 +347,7 @@ fn project_errors_name_the_line_and_what_to_do() {
     let e = load(&config_text("contacts", "upsert", "email", m)).unwrap_err().to_string();
     assert!(e.contains("sluicegate.yml:14:") && e.contains("Iterable has no object `contacts`") && e.contains("`users`"), "{e}");
     let e = load(&config_text("users", "update", "email", m)).unwrap_err().to_string();
-    assert!(e.contains("sluicegate.yml:9:") && e.contains("syncs[0].behavior") && e.contains("no update-only mode"), "{e}");
+    assert!(e.contains("sluicegate.yml:20:15:") && e.contains("syncs[0].behavior") && e.contains("no update-only mode"), "{e}");
     let e = load(&config_text("users", "create", "email", m)).unwrap_err().to_string();
     assert!(e.contains("no create-only mode") && e.contains("use `upsert`"), "{e}");
     let e = load(&config_text("users", "upsert", "external_id", m)).unwrap_err().to_string();

@@ -27,7 +27,7 @@ pub mod keys {
     pub const RATE_LIMIT: &[&str] = &["requests", "per"];
     pub const RETRY: &[&str] = &["max_attempts", "initial_backoff", "max_backoff"];
     pub const SYNC: &[&str] =
-        &["id", "name", "source", "destination", "primary_identifier", "mappings", "behavior", "unique_key"];
+        &["id", "name", "source", "destination", "primary_identifier", "mappings", "behavior", "unique_key", "schedule"];
     pub const SYNC_SOURCE: &[&str] = &["connection", "table", "query", "dbt_model"];
     pub const SYNC_DESTINATION: &[&str] = &["connection", "object"];
     pub const IDENTIFIER: &[&str] = &["from", "to"];
@@ -299,6 +299,11 @@ pub struct SyncConfig {
     pub behavior: Behavior,
     /// Append syncs: the column that identifies an event, so that it is sent once.
     pub unique_key: Option<FieldMapping>,
+    /// When `sluicegate serve` runs it: `every:1h`, `cron:0 */6 * * *` (UTC) or
+    /// `continuous[:30s]`. Orchestrators (Airflow) ignore it.
+    pub schedule: Option<String>,
+    /// Where `behavior` was written (the sync's position when it was not).
+    pub behavior_pos: Pos,
     pub pos: Pos,
 }
 
@@ -1119,6 +1124,16 @@ fn load_sync(
         ),
         _ => {}
     }
+    let schedule = o.get("schedule").and_then(|n| {
+        let text = nonempty_string(d, n, &join(path, "schedule"))?;
+        match crate::serve::schedule::parse_spec(&text) {
+            Ok(_) => Some(text.trim().to_string()),
+            Err(why) => {
+                d.err(n.pos, &join(path, "schedule"), why);
+                None
+            }
+        }
+    });
     o.finish(d);
     let sync = SyncConfig {
         id: id?,
@@ -1133,6 +1148,8 @@ fn load_sync(
         mappings,
         behavior: behavior?,
         unique_key,
+        schedule,
+        behavior_pos: behavior_node.map_or(node.pos, |n| n.pos),
         pos: node.pos,
     };
     // The destination type's own rules: objects it knows, behaviors it supports, identifiers.

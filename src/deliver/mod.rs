@@ -117,12 +117,12 @@ impl Pacer {
         if let (Some(limit), Some(window)) = (info.limit, info.window) {
             if limit > 0 && !window.is_zero() {
                 interval = interval.max(interval_of(&RateLimit { requests: limit.min(u32::MAX as u64) as u32, per: window }));
-                // Little budget left in this window (others share it): spread what is left
-                // over a whole window.
-                if let Some(rem) = info.remaining {
-                    if rem * 10 < limit {
-                        interval = interval.max(window.as_secs_f64() / (rem.max(1) as f64));
-                    }
+                // The budget is spent (other clients share it): nothing more this window's
+                // share of a request. A lone client pacing at (limit − 1) / window normally sees
+                // a remaining of 1 or 2 in a rolling window, which is no reason to slow down;
+                // destinations that can tell other clients' use apart report a smaller `limit`.
+                if info.remaining == Some(0) {
+                    s.paused_until = Some(Instant::now() + window / limit.clamp(1, u32::MAX as u64) as u32);
                 }
             }
         }
@@ -346,7 +346,11 @@ impl Deliverer {
     /// refused the batch as a whole.
     async fn send_with_retry(&self, op: Operation, records: &[OutRecord<'_>]) -> Result<std::result::Result<Vec<Outcome>, String>> {
         let describe = || self.dest.describe();
+        // Failures count as attempts; 429s do not (the destination is asking us to slow down,
+        // not failing), but a batch answered 429 for longer than MAX_RETRY_AFTER fails the run.
         let mut attempt = 0u32;
+        let mut throttled_since: Option<Instant> = None;
+        let mut throttles = 0u32;
         loop {
             attempt += 1;
             let slot = self.aimd.acquire().await;
@@ -383,6 +387,17 @@ impl Deliverer {
                     if let Some(ra) = retry_after.filter(|ra| *ra <= MAX_RETRY_AFTER) {
                         self.pacer.pause(ra);
                     }
+                    let since = *throttled_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < MAX_RETRY_AFTER && retry_after.is_none_or(|ra| ra <= MAX_RETRY_AFTER) {
+                        attempt -= 1;
+                        throttles += 1;
+                    } else if retry_after.is_none_or(|ra| ra <= MAX_RETRY_AFTER) {
+                        return Err(Error::destination(format!(
+                            "{}: {message}; still rate limited after {} minutes of waiting: lower `rate_limit`, or run the sync when the destination is less busy",
+                            describe(),
+                            MAX_RETRY_AFTER.as_secs() / 60
+                        )));
+                    }
                     (message, retry_after)
                 }
                 Err(SendError::Transient { message, retry_after }) => {
@@ -408,8 +423,8 @@ impl Deliverer {
                         MAX_RETRY_AFTER.as_secs()
                     )));
                 }
-                Some(ra) => ra.max(backoff(&self.retry, attempt) / 4),
-                None => backoff(&self.retry, attempt),
+                Some(ra) => ra.max(backoff(&self.retry, attempt.max(1) + throttles) / 4),
+                None => backoff(&self.retry, attempt.max(1) + throttles),
             };
             tracing::warn!(destination = %describe(), attempt, wait_ms = wait.as_millis() as u64, "{message}; retrying");
             tokio::time::sleep(wait).await;
@@ -444,12 +459,12 @@ mod tests {
         // It allows less: follow it.
         p.observe(&RateInfo { limit: Some(6), remaining: Some(5), window: Some(Duration::from_secs(1)) });
         assert!((p.rate() - 5.0).abs() < 1e-6, "{}", p.rate());
-        // Almost spent (shared with other clients): spread the rest over a window.
+        // A lone client at full pace sees little remaining: no reason to slow down.
         p.observe(&RateInfo { limit: Some(100), remaining: Some(2), window: Some(Duration::from_secs(10)) });
-        assert!((p.rate() - 0.2).abs() < 1e-6, "{}", p.rate());
-        // Recovered.
-        p.observe(&RateInfo { limit: Some(100), remaining: Some(90), window: Some(Duration::from_secs(10)) });
-        assert!((p.rate() - 9.9).abs() < 1e-6, "{}", p.rate());
+        assert!((p.rate() - 100.0 / 10.0 * 0.99).abs() < 1e-6, "{}", p.rate());
+        // Spent: the next request waits a request's share of the window.
+        p.observe(&RateInfo { limit: Some(100), remaining: Some(0), window: Some(Duration::from_secs(10)) });
+        assert!(p.state.lock().unwrap().paused_until.is_some());
     }
 
     #[tokio::test(start_paused = true)]

@@ -34,7 +34,7 @@ use crate::diff::key::{self, KeyOrder};
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::{Chunk, ColumnInfo, RawCodec, Rows, Source};
 use crate::store::{
-    self, Beat, Claim, RecordKind, RunCounts, RunEnd, RunRecord, RunRecordOutcome, RunStatus, StateEntry, Store,
+    self, Claim, RecordKind, RunCounts, RunRecord, RunRecordOutcome, StateEntry, Store,
     TriggerReason,
 };
 
@@ -374,64 +374,13 @@ impl Engine {
     /// it, run it, record how it ended. A run that fails is recorded as `failed` with its error
     /// and returned as `Ok`; `Err` means the run could not be executed or recorded at all.
     pub async fn run(&self, run_id: i64, progress: ProgressFn<'_>) -> Result<RunRecord> {
-        let run = self.store.get_run(run_id).await?;
-        let sync = self.project.sync(&SyncRef::Id(run.sync_id)).cloned();
         let run = match self.claim(run_id, progress).await? {
             Ok(run) => run,
             Err(ended) => return Ok(ended),
         };
-        let ctl = Arc::new(RunControl::default());
-        let heartbeat = {
-            let (store, ctl, executor, lease) = (self.store.clone(), ctl.clone(), self.executor.clone(), self.lease);
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(lease / 3).await;
-                    match store.heartbeat(run_id, &executor, lease).await {
-                        Ok(Beat { still_owner, cancel_requested }) => {
-                            if !still_owner {
-                                ctl.lost.store(true, Ordering::Relaxed);
-                                return;
-                            }
-                            if cancel_requested {
-                                ctl.cancel.store(true, Ordering::Relaxed);
-                            }
-                        }
-                        Err(e) => tracing::warn!(run_id, "heartbeat failed: {}", e.full_message()),
-                    }
-                }
-            })
-        };
-        let mut counts = RunCounts::default();
-        let result = match &sync {
-            Ok(sync) => self.execute(&run, sync, &mut counts, progress, &ctl).await,
-            Err(e) => Err(Error::config(e.full_message())),
-        };
-        heartbeat.abort();
-        let end = match result {
-            Ok(()) => RunEnd { status: RunStatus::Completed, canceled: false, error_code: None, error_message: None, error_detail: None, counts },
-            Err(_) if ctl.lost.load(Ordering::Relaxed) => return self.store.get_run(run_id).await,
-            Err(e) if e.kind() == ErrorKind::Canceled => {
-                let msg = format!(
-                    "canceled by request after {} of {} planned records were delivered; the next run sends the rest",
-                    counts.records_updated.unwrap_or(0),
-                    counts.planned.total()
-                );
-                RunEnd { status: RunStatus::Failed, canceled: true, error_code: Some("CANCELED".into()), error_message: Some(msg), error_detail: None, counts }
-            }
-            Err(e) => {
-                // The run record carries the error; callers print or raise it.
-                tracing::info!(run_id, sync_id = run.sync_id, "run failed: {}", e.full_message());
-                RunEnd {
-                    status: RunStatus::Failed,
-                    canceled: false,
-                    error_code: Some(error_code(e.kind()).into()),
-                    error_message: Some(e.full_message()),
-                    error_detail: None,
-                    counts,
-                }
-            }
-        };
-        self.store.finish_run(run_id, &end).await
+        match self.run_claimed(run, progress, None, None).await? {
+            worker::Served::Finished(r) | worker::Served::Released(r) => Ok(r),
+        }
     }
 
     async fn execute(
@@ -441,10 +390,14 @@ impl Engine {
         counts: &mut RunCounts,
         progress: ProgressFn<'_>,
         ctl: &RunControl,
+        observer: Option<Arc<dyn worker::SendObserver>>,
     ) -> Result<()> {
         progress(&Progress { run_id: run.id, step: step::CHECKING, counts: counts.clone() });
         let dest_cfg = &self.project.destinations[&sync.destination];
-        let dest = self.destination(sync).await.map_err(|e| self.sync_error(sync, e))?;
+        let mut dest = self.destination(sync).await.map_err(|e| self.sync_error(sync, e))?;
+        if let Some(observer) = observer {
+            dest = worker::observed(dest, observer, sync.id, dest_cfg.type_name());
+        }
         let deliverer = Arc::new(Deliverer::new(dest, &dest_cfg.delivery));
         let mut out = Output::Deliver(Delivery::new(
             self.store.as_ref(),

@@ -11,7 +11,7 @@
 //!   destination acknowledged, and gives the run back to the queue ([`Store::release_run`]), so
 //!   another replica, or this one after a restart, resumes it from the acknowledged state.
 //!
-//! `run_claimed` mirrors [`Engine::run`] after its claim; a change to one belongs in both.
+//! [`Engine::run`] is a claim followed by `run_claimed` without either addition.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,11 +19,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::delivery::Delivery;
-use super::{error_code, main_operation, Output, RunControl};
+use super::{error_code, RunControl};
 use super::{Engine, ProgressFn};
-use crate::config::{Behavior, SyncConfig, SyncRef};
-use crate::deliver::Deliverer;
+use crate::config::{Behavior, SyncRef};
 use crate::destination::{Destination, Limits, Operation, OutRecord, Reply, SendError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{Beat, RunCounts, RunEnd, RunRecord, RunStatus, TriggerReason};
@@ -147,13 +145,14 @@ impl Engine {
         &self.executor
     }
 
-    /// Execute a run this engine claimed. `stop` turning true ends the run after the batch in
-    /// flight and requeues it.
+    /// Execute a run this engine claimed, and record how it ended. `stop` turning true ends the
+    /// run after the batch in flight and requeues it. A run that fails is recorded as `failed`
+    /// with its error and returned as `Ok`; `Err` means it could not be executed or recorded.
     pub async fn run_claimed(
         &self,
         run: RunRecord,
         progress: ProgressFn<'_>,
-        mut stop: watch::Receiver<bool>,
+        stop: Option<watch::Receiver<bool>>,
         observer: Option<Arc<dyn SendObserver>>,
     ) -> Result<Served> {
         let run_id = run.id;
@@ -182,7 +181,7 @@ impl Engine {
         // Stopping uses the same path as a lost lease: the run stops at its next check, after
         // the batch in flight is answered and committed.
         let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopper = {
+        let stopper = stop.map(|mut stop| {
             let (ctl, stopped) = (ctl.clone(), stopped.clone());
             tokio::spawn(async move {
                 while !*stop.borrow_and_update() {
@@ -193,14 +192,16 @@ impl Engine {
                 stopped.store(true, Ordering::Relaxed);
                 ctl.lost.store(true, Ordering::Relaxed);
             })
-        };
+        });
         let mut counts = RunCounts::default();
         let result = match &sync {
-            Ok(sync) => self.execute_observed(&run, sync, &mut counts, progress, &ctl, observer).await,
+            Ok(sync) => self.execute(&run, sync, &mut counts, progress, &ctl, observer).await,
             Err(e) => Err(Error::config(e.full_message())),
         };
         heartbeat.abort();
-        stopper.abort();
+        if let Some(stopper) = stopper {
+            stopper.abort();
+        }
         if result.is_err() && stopped.load(Ordering::Relaxed) {
             if self.store.release_run(run_id, &self.executor).await? {
                 tracing::info!(run_id, "worker stopping: run released to the queue after the batch in flight");
@@ -233,52 +234,9 @@ impl Engine {
         };
         Ok(Served::Finished(self.store.finish_run(run_id, &end).await?))
     }
+}
 
-    /// [`Engine::execute`] with the destination wrapped in an observer.
-    async fn execute_observed(
-        &self,
-        run: &RunRecord,
-        sync: &SyncConfig,
-        counts: &mut RunCounts,
-        progress: ProgressFn<'_>,
-        ctl: &RunControl,
-        observer: Option<Arc<dyn SendObserver>>,
-    ) -> Result<()> {
-        progress(&super::Progress { run_id: run.id, step: super::step::CHECKING, counts: counts.clone() });
-        let dest_cfg = &self.project.destinations[&sync.destination];
-        let mut dest = self.destination(sync).await.map_err(|e| self.sync_error(sync, e))?;
-        if let Some(observer) = observer {
-            dest = Arc::new(Observed { inner: dest, observer, sync_id: sync.id, destination_type: dest_cfg.type_name().to_string() });
-        }
-        let deliverer = Arc::new(Deliverer::new(dest, &dest_cfg.delivery));
-        let mut out = Output::Deliver(Delivery::new(
-            self.store.as_ref(),
-            run.id,
-            sync.id,
-            deliverer.clone(),
-            main_operation(sync.behavior),
-            counts,
-            ctl,
-            progress,
-        ));
-        let mut result = self.diff(sync, run.full_sync, &mut out, Some(ctl)).await;
-        if let Output::Deliver(d) = &mut out {
-            if result.is_ok() {
-                result = d.finish().await;
-            }
-            if result.is_err() {
-                d.drain().await;
-            }
-        }
-        let st = &deliverer.stats;
-        tracing::info!(
-            run_id = run.id,
-            requests = st.requests.load(Ordering::Relaxed),
-            rate_limited = st.rate_limited.load(Ordering::Relaxed),
-            transient = st.transient.load(Ordering::Relaxed),
-            bisections = st.bisections.load(Ordering::Relaxed),
-            "delivery finished"
-        );
-        result
-    }
+/// `dest` with every request reported to `observer`.
+pub(super) fn observed(dest: Arc<dyn Destination>, observer: Arc<dyn SendObserver>, sync_id: i64, destination_type: &str) -> Arc<dyn Destination> {
+    Arc::new(Observed { inner: dest, observer, sync_id, destination_type: destination_type.to_string() })
 }

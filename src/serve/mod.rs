@@ -36,7 +36,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::config::Secret;
+use crate::config::{Secret, SyncRef};
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 
@@ -109,8 +109,17 @@ impl Server {
             return Err(Error::config("--workers must be at least 1"));
         }
         let engine = Engine::open(&opts.project, EngineOptions { state: opts.state.clone(), lease: opts.lease, ..Default::default() }).await?;
-        for s in &opts.schedules {
+        let mut schedules = opts.schedules.clone();
+        for s in &schedules {
             engine.project().sync(&s.sync)?;
+        }
+        // The project's `schedule:` keys, unless a --schedule flag names the same sync.
+        for sync in &engine.project().syncs {
+            let overridden = schedules.iter().any(|s| engine.project().sync(&s.sync).is_ok_and(|x| x.id == sync.id));
+            if let (Some(text), false) = (&sync.schedule, overridden) {
+                let spec = schedule::parse_spec(text).map_err(|why| Error::config(format!("sync {} ({}): schedule: {why}", sync.id, sync.name)))?;
+                schedules.push(Schedule { sync: SyncRef::Id(sync.id), spec, text: text.clone() });
+            }
         }
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
@@ -121,7 +130,7 @@ impl Server {
             tokens: Tokens::new(&opts.tokens),
             metrics: metrics::Metrics::default(),
             wake: Notify::new(),
-            schedules: opts.schedules.clone(),
+            schedules,
             workers: opts.workers,
         });
         let (stop, stop_rx) = watch::channel(false);

@@ -49,30 +49,42 @@ impl Schedule {
         if sync.trim().is_empty() {
             return Err(format!("schedule {arg:?}: the sync (id or name) before `=` is empty"));
         }
+        let text = spec.trim().to_string();
+        let spec = parse_spec(&text).map_err(|why| format!("schedule {arg:?}: {why}"))?;
+        Ok(Schedule { sync: SyncRef::parse(sync), spec, text })
+    }
+}
+
+/// `every:1h`, `cron:EXPR` or `continuous[:DURATION]` (also a sync's `schedule:` in the
+/// project file).
+pub fn parse_spec(spec: &str) -> Result<Spec, String> {
+    {
         let spec_text = spec.trim();
+        let arg = spec_text;
         let (kind, rest) = spec_text.split_once(':').map(|(k, r)| (k.trim(), Some(r.trim()))).unwrap_or((spec_text, None));
         let duration = |text: &str| {
             crate::config::parse_duration(text)
                 .filter(|d| *d >= Duration::from_secs(1))
-                .ok_or_else(|| format!("schedule {arg:?}: {text:?} is not a duration of at least 1s (e.g. 30s, 15m, 1h)"))
+                .ok_or_else(|| format!("{text:?} is not a duration of at least 1s (e.g. 30s, 15m, 1h)"))
         };
         let spec = match (kind, rest) {
             ("every", Some(d)) => Spec::Every(duration(d)?),
             ("cron", Some(expr)) => Spec::Cron(
                 croner::Cron::from_str(expr)
-                    .map_err(|e| format!("schedule {arg:?}: {expr:?} is not a cron expression: {e}"))?,
+                    .map_err(|e| format!("{expr:?} is not a cron expression: {e}"))?,
             ),
             ("continuous", None) => Spec::Continuous(DEFAULT_CONTINUOUS),
             ("continuous", Some(d)) => Spec::Continuous(duration(d)?),
             _ => {
-                return Err(format!(
-                    "schedule {arg:?}: unknown schedule {spec_text:?}; use every:DURATION, cron:EXPRESSION or continuous[:DURATION]"
-                ));
+                return Err(format!("unknown schedule {spec_text:?}; use every:DURATION, cron:EXPRESSION or continuous[:DURATION]"));
             }
         };
-        Ok(Schedule { sync: SyncRef::parse(sync), spec, text: spec_text.to_string() })
+        let _ = arg;
+        Ok(spec)
     }
+}
 
+impl Schedule {
     /// Census's `schedule_frequency` for this schedule.
     pub fn frequency(&self) -> &'static str {
         match &self.spec {

@@ -24,7 +24,7 @@ pub(super) async fn work(shared: Arc<Shared>, index: usize, poll: Duration, mut 
                 tracing::info!(run_id, sync_id = run.sync_id, worker = index, executor = shared.engine.executor(), "claimed run");
                 shared.metrics.busy(1);
                 let observer: Arc<dyn SendObserver> = shared.clone();
-                let result = shared.engine.run_claimed(run, &no_progress, stop.clone(), Some(observer)).await;
+                let result = shared.engine.run_claimed(run, &no_progress, Some(stop.clone()), Some(observer)).await;
                 shared.metrics.busy(-1);
                 match result {
                     Ok(Served::Finished(run)) => {

@@ -91,7 +91,7 @@ pub(in crate::config) fn validate_sync(d: &mut Diag, _c: &HubspotConfig, sync: &
         }
     }
     if sync.behavior == Behavior::Append {
-        d.err(sync.pos, &join(sync_path, "behavior"), 
+        d.err(sync.behavior_pos, &join(sync_path, "behavior"), 
             "HubSpot contacts are records, not events: behavior `append` is not supported; use upsert, update, create or mirror");
     }
     let id = &sync.primary_identifier;

@@ -108,13 +108,13 @@ pub(in crate::config) fn validate_sync(d: &mut Diag, _c: &IterableConfig, sync: 
     let bp = join(sp, "behavior");
     match (object, sync.behavior) {
         ("users", Behavior::Upsert | Behavior::Mirror) | ("events", Behavior::Append) => {}
-        ("users", b @ (Behavior::Update | Behavior::Create)) => d.err(sync.pos, &bp, format!(
+        ("users", b @ (Behavior::Update | Behavior::Create)) => d.err(sync.behavior_pos, &bp, format!(
             "Iterable's users/bulkUpdate always creates or updates: it has no {} mode, so behavior `{}` cannot be honoured; use `upsert` (or `mirror` to also delete users that leave the source)",
             if b == Behavior::Update { "update-only" } else { "create-only" },
             b.as_str()
         )),
-        ("users", Behavior::Append) => d.err(sync.pos, &bp, "`append` sends events: set `destination.object: events` (users take `upsert` or `mirror`)"),
-        (_, b) => d.err(sync.pos, &bp, format!(
+        ("users", Behavior::Append) => d.err(sync.behavior_pos, &bp, "`append` sends events: set `destination.object: events` (users take `upsert` or `mirror`)"),
+        (_, b) => d.err(sync.behavior_pos, &bp, format!(
             "Iterable events are only appended (events/trackBulk): use `behavior: append` with a `unique_key`, not `{}`",
             b.as_str()
         )),
