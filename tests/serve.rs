@@ -1,6 +1,6 @@
 //! `sluicegate serve` over real HTTP: the Census-compatible API field by field and every error
 //! path, authentication, the OpenAPI document against the routes, the run history page (also in
-//! headless Chromium, which saves docs/serve-run-page.png), metrics, schedules, graceful
+//! headless Chromium, which takes a screenshot), metrics, schedules, graceful
 //! shutdown, and replicas sharing one Postgres store (exactly-once claims, no two runs of a
 //! sync at once, a killed replica's run failed as "executor lost").
 //!
@@ -575,7 +575,8 @@ async fn killed_replica_run_fails_as_executor_lost_and_the_next_run_resumes() {
     assert!(next["records_updated"].as_u64().unwrap() <= 40 - accepted + 2 * 2, "the next run sends the rest (plus the in-doubt batches): {next}");
 }
 
-/// The run history page in headless Chromium; saves docs/serve-run-page.png.
+/// The run history page in headless Chromium. The screenshot goes to a temporary directory, or
+/// to `SLUICEGATE_SCREENSHOT` when set (how docs/serve-run-page.png is refreshed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_history_page_renders_in_headless_chromium() {
     let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
@@ -623,7 +624,11 @@ async fn run_history_page_renders_in_headless_chromium() {
     }
     let detail = run_chromium(&["--dump-dom"], &format!("http://bearer:{}@127.0.0.1:{port}/runs/{ok}", TOKEN));
     assert!(detail.contains("Rows not delivered (11)") && detail.contains("user15@example.com"), "{detail}");
-    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/serve-run-page.png");
+    let shot_dir = tempfile::tempdir().unwrap();
+    let shot = match std::env::var_os("SLUICEGATE_SCREENSHOT") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => shot_dir.path().join("serve-run-page.png"),
+    };
     std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
     let _ = std::fs::remove_file(&shot);
     run_chromium(&[&format!("--screenshot={}", shot.display())], &url);
