@@ -37,6 +37,11 @@ pub mod keys {
     pub const FIELD_TYPES: &[&str] = &["string", "integer", "number", "boolean", "datetime", "json"];
 }
 
+/// The keys a destination of type `ty` accepts (shared delivery keys and `type` included).
+pub fn destination_keys(ty: &str) -> Option<&'static [&'static str]> {
+    destinations::keys_of(ty)
+}
+
 /// A value that must never be printed: `Debug` and `Display` show `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
