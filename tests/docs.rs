@@ -73,3 +73,46 @@ fn every_value_is_named() {
         assert!(dest.contains(&format!("## `{ty}`")), "docs/destinations.md has no section for `{ty}`");
     }
 }
+
+/// Every `yaml` block of the README and of docs/ that is a whole project file (it has
+/// `syncs:`), or a `destinations:` fragment, loads without error.
+#[test]
+fn project_file_examples_load() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let env = |name: &str| {
+        Some(match name {
+            n if n.contains("PG_URL") => "postgres://u:p@127.0.0.1:5432/db".to_string(),
+            n if n.ends_with("URL") => "http://127.0.0.1:9/hook".to_string(),
+            n => format!("value-of-{n}"),
+        })
+    };
+    let mut checked = 0;
+    for file in ["README.md", "docs/configuration.md", "docs/destinations.md"] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
+            let block = block.split("```").next().unwrap();
+            let project = if block.contains("syncs:") && block.contains("sources:") {
+                block.to_string()
+            } else if block.starts_with("destinations:") {
+                // A fragment: complete it with a source and, unless it has some, a sync.
+                let mut p = format!("sources:\n  warehouse:\n    url: sqlite://w.db\n{block}");
+                if !block.contains("syncs:") {
+                    let (name, _) = block.lines().nth(1).unwrap().trim().split_once(':').unwrap();
+                    let object = if block.contains("type: salesforce") { "Lead" } else if block.contains("type: postgres") { "t" } else { "contacts" };
+                    let object = if block.contains("type: iterable") { "users" } else { object };
+                    p.push_str(&format!(
+                        "syncs:\n  - id: 1\n    name: s\n    source: {{connection: warehouse, table: t}}\n    destination: {{connection: {name}, object: {object}}}\n    primary_identifier: {{from: email, to: {}}}\n",
+                        if object == "Lead" { "External_Id__c" } else { "email" }
+                    ));
+                }
+                p
+            } else {
+                continue;
+            };
+            sluicegate::config::Project::from_str_with_env(&project, std::path::Path::new(file), &env)
+                .unwrap_or_else(|e| panic!("{file}, yaml block {}: {e}\n{project}", i + 1));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "only {checked} examples checked");
+}
