@@ -394,3 +394,32 @@ async fn update_by_record_id_and_upsert_by_a_unique_property() {
     let _ = SyncRef::Id(2);
     emu.stop().await;
 }
+
+/// `sluicegate validate --check` with the token in the environment: exit code and output.
+fn validate_check(project: std::path::PathBuf, token: &'static str) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluicegate"))
+        .args(["--project", project.to_str().unwrap(), "validate", "--check"])
+        .env("SG_TEST_HUBSPOT_TOKEN", token)
+        .output()
+        .unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// `sluicegate validate --check` asks the destination with read-only requests: ok with the
+/// right token; a clear failure, naming the sync and never the token, with a wrong one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_check_verifies_the_credentials_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(|_| {}).await;
+    let (_wh, _engine) = setup(dir.path(), 5, &project(&emu.url, "", &sync(1, "upsert", "table: contacts"))).await;
+    let path = dir.path().join("sluicegate.yml");
+    let p = path.clone();
+    let (code, text) = tokio::task::spawn_blocking(move || validate_check(p, TOKEN)).await.unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ok    sync 1 (s1): hubspot destination") && text.contains("reachable and authorized"), "{text}");
+    let (code, text) = tokio::task::spawn_blocking(move || validate_check(path, "pat-na1-wrong-secret-value")).await.unwrap();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("FAIL  sync 1 (s1):") && text.contains("401"), "{text}");
+    assert!(!text.contains("wrong-secret-value"), "the token leaked: {text}");
+    emu.stop().await;
+}
