@@ -1,5 +1,6 @@
 //! The `sluicegate` command. Thin: parses arguments, calls the engine, prints results.
 
+mod exposures;
 mod quickstart;
 
 use std::ffi::OsString;
@@ -84,6 +85,11 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
+    /// dbt integration.
+    Dbt {
+        #[command(subcommand)]
+        which: DbtCommand,
+    },
     /// Run a local emulator of a destination API.
     Emulate {
         #[command(subcommand)]
@@ -104,6 +110,25 @@ enum Command {
         /// Rows in the demo table.
         #[arg(long, default_value_t = 10_000)]
         rows: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DbtCommand {
+    /// Write a dbt exposures file: one exposure per destination, depending on the dbt models
+    /// its syncs read (`dbt build --select +exposure:sluicegate_<destination>`).
+    Exposures {
+        /// Where to write it (e.g. models/sluicegate_exposures.yml); `-` prints it.
+        #[arg(long, short, default_value = "-")]
+        output: PathBuf,
+        /// The exposures' owner (dbt requires a name or an email).
+        #[arg(long, default_value = "Data team")]
+        owner_name: String,
+        #[arg(long)]
+        owner_email: Option<String>,
+        /// high, medium or low.
+        #[arg(long, default_value = "high", value_parser = ["high", "medium", "low"])]
+        maturity: String,
     },
 }
 
@@ -270,6 +295,22 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Serve(args) => crate::serve::run_cli(cli.project.clone(), cli.state.clone(), args).await,
+        Command::Dbt { which: DbtCommand::Exposures { output, owner_name, owner_email, maturity } } => {
+            let project = Project::load(&cli.project)?;
+            let opts = exposures::Options { owner_name: owner_name.clone(), owner_email: owner_email.clone(), maturity: maturity.clone() };
+            let (yaml, skipped) = exposures::render(&project, &opts);
+            for s in &skipped {
+                eprintln!("not exposed: {s}");
+            }
+            if output.as_os_str() == "-" {
+                print!("{yaml}");
+            } else {
+                std::fs::write(output, &yaml)
+                    .map_err(|e| Error::other(format!("cannot write {}", output.display())).with_source(e))?;
+                eprintln!("wrote {}", output.display());
+            }
+            Ok(0)
+        }
         Command::Quickstart { dir, no_demo, force, rows } => quickstart::run(dir, !*no_demo, *force, *rows).await,
     }
 }
