@@ -91,6 +91,10 @@ class EmulatorClient:
             {"fail_rate": fail_rate, "fail_status": fail_status, "fail_message": fail_message},
         )
 
+    def set_latency(self, latency_ms: int) -> None:
+        """Answer every request after `latency_ms` (no failures): makes a run last."""
+        self._call("PUT", "/_emulator/faults", {"fail_rate": 0.0, "latency_ms": latency_ms})
+
     def clear_faults(self) -> None:
         self.set_faults(0.0, 503, "")
 
