@@ -105,11 +105,13 @@ class EmulatorProcess(EmulatorClient):
     Its URL is the first line it prints on stdout.
     """
 
-    def __init__(self, cli: str, log_path: Path, startup_timeout: float = 60) -> None:
+    def __init__(
+        self, cli: str, log_path: Path, startup_timeout: float = 60, *extra_args: str
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [cli, "emulate", "webhook", "--port", "0"],
+            [cli, "emulate", "webhook", "--port", "0", *extra_args],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
