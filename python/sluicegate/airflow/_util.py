@@ -76,7 +76,7 @@ def summarize(run: Mapping[str, Any]) -> str:
 def failure_message(run: Mapping[str, Any]) -> str:
     """``sync run N failed: <error_message>``, falling back to the detail, then to the code."""
     reason = run.get("error_message") or run.get("error_detail") or run.get("error_code")
-    if run.get("canceled"):
+    if run.get("canceled") and not str(reason or "").lower().startswith("cancel"):
         reason = f"canceled{': ' + str(reason) if reason else ''}"
     return f"sync run {run.get('id')} failed: {reason or 'no error message recorded'}"
 

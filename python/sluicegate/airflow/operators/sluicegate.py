@@ -140,7 +140,7 @@ class SyncOperator(BaseOperator):
         # The run this task executes, for on_kill (set during execute).
         self._engine: Engine | None = None
         self._run_id: int | None = None
-        self._runner: threading.Thread | None = None
+        self._ended: threading.Event | None = None
         self._cancel_requested = False
 
     @property
@@ -201,23 +201,28 @@ class SyncOperator(BaseOperator):
     def _run_and_watch(self, engine: Engine, run_id: int) -> Run:
         """Execute the run in a thread; cancel it on timeout, kill or interruption."""
         outcome: dict[str, Any] = {}
+        # Watched through an Event, not Thread.join(): on CPython 3.11 a join() interrupted by
+        # an exception from a signal handler marks the still-running thread as stopped.
+        ended = threading.Event()
 
         def work() -> None:
             try:
                 outcome["run"] = engine.run(run_id)
             except BaseException as err:  # handed to the task's thread below
                 outcome["error"] = err
+            finally:
+                ended.set()
 
         # Daemon: if the process is torn down while the run is still stopping, the thread must
         # not hold the exit up; the run's lease then expires and it is failed as executor lost.
         runner = threading.Thread(target=work, name=f"sluicegate-run-{run_id}", daemon=True)
-        self._engine, self._run_id, self._runner = engine, run_id, runner
+        self._engine, self._run_id, self._ended = engine, run_id, ended
         self._cancel_requested = False
         started = time.monotonic()
         runner.start()
         timed_out = False
         try:
-            while runner.is_alive():
+            while not ended.is_set():
                 wait = self.poll_interval
                 if self.timeout is not None:
                     left = started + self.timeout - time.monotonic()
@@ -225,18 +230,17 @@ class SyncOperator(BaseOperator):
                         timed_out = True
                         break
                     wait = min(wait, left)
-                # join() returns on signals too, so on_kill and Airflow's timeouts run promptly.
-                runner.join(wait)
-                if runner.is_alive():
+                # Signal handlers (on_kill, Airflow's timeouts) run during this wait.
+                if not ended.wait(wait):
                     self._log_progress(engine, run_id)
         except BaseException:
             # execution_timeout (AirflowTaskTimeout), SIGTERM on Airflow 2 (AirflowTaskTerminated),
             # Ctrl-C: the task is ending, so the run must not go on without it.
-            self._cancel_and_wait(engine, run_id, runner, "the task was interrupted")
+            self._cancel_and_wait(engine, run_id, ended, "the task was interrupted")
             raise
         if timed_out:
             self._cancel_and_wait(
-                engine, run_id, runner, f"it did not finish within timeout={self.timeout:g}s"
+                engine, run_id, ended, f"it did not finish within timeout={self.timeout:g}s"
             )
             run = engine.get_run(run_id)
             raise AirflowException(
@@ -275,13 +279,12 @@ class SyncOperator(BaseOperator):
             self.log.info("sync run %d was not canceled: %s", run_id, err)
 
     def _cancel_and_wait(
-        self, engine: Engine, run_id: int, runner: threading.Thread, why: str
+        self, engine: Engine, run_id: int, ended: threading.Event, why: str
     ) -> None:
-        if not runner.is_alive():
+        if ended.is_set():
             return
         self._request_cancel(engine, run_id, why)
-        runner.join(self.cancel_wait)
-        if runner.is_alive():
+        if not ended.wait(self.cancel_wait):
             self.log.warning(
                 "sync run %d did not stop within %gs of the cancel request; it stops after the "
                 "batch in flight, or is failed as 'executor lost' once this process is gone",
@@ -291,8 +294,8 @@ class SyncOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """Cancel the run this task is executing (Airflow calls this when the task is killed)."""
-        engine, run_id, runner = self._engine, self._run_id, self._runner
-        if engine is None or run_id is None or runner is None or not runner.is_alive():
+        engine, run_id, ended = self._engine, self._run_id, self._ended
+        if engine is None or run_id is None or ended is None or ended.is_set():
             return
         # Only ask: on_kill runs in a signal handler of the task's main thread, which goes back
         # to watching the run and reports it as canceled once it stopped.
