@@ -1,4 +1,4 @@
-"""`dag.test()` of the example DAG on Airflow 3, against the emulator: the whole embedded mode.
+"""`dag.test()` of the example DAG (Airflow 3 and 2.x), against the emulator: the whole embedded mode.
 
 Runs in this process (dag.test executes tasks in-process) on a private AIRFLOW_HOME with its
 own SQLite metadata DB (set up in conftest.py). The DAG files are copied into that home's DAG
@@ -30,8 +30,7 @@ from _support import (
 )
 
 airflow = pytest.importorskip("airflow", reason="apache-airflow is not installed")
-if int(airflow.__version__.split(".")[0]) < 3:
-    pytest.skip("dag.test() checks target Airflow 3", allow_module_level=True)
+AIRFLOW_2 = int(airflow.__version__.split(".")[0]) < 3
 
 from sluicegate.airflow._compat import AirflowException  # noqa: E402
 
@@ -42,7 +41,10 @@ SENSOR_DAG_ID = "sluicegate_test_sensor"
 SENSOR_DAG = textwrap.dedent(
     f'''
     """A SyncSensor alone, waiting for the run id given in the DAG run's conf."""
-    from airflow.sdk import DAG
+    try:
+        from airflow.sdk import DAG
+    except ImportError:  # Airflow 2.x
+        from airflow import DAG
 
     from sluicegate.airflow.sensors.sluicegate import SyncSensor
 
@@ -61,7 +63,10 @@ MODES_DAG_ID = "sluicegate_test_sensor_modes"
 MODES_DAG = textwrap.dedent(
     f'''
     """The sensor in each of its modes, waiting for the run id given in the DAG run's conf."""
-    from airflow.sdk import DAG
+    try:
+        from airflow.sdk import DAG
+    except ImportError:  # Airflow 2.x
+        from airflow import DAG
 
     from sluicegate.airflow.sensors.sluicegate import SyncSensor
 
@@ -104,7 +109,10 @@ def airflow_env(monkeypatch: pytest.MonkeyPatch, project: Project) -> Project:
 
 
 def load_dag(folder: Path, dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2.x
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
     bag = DagBag(dag_folder=str(folder))
     assert bag.import_errors == {}, bag.import_errors
@@ -141,8 +149,23 @@ def task_states(dag_run: Any) -> dict[str, str]:
 
 
 def xcom(dag_run: Any, task_id: str, key: str) -> Any:
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+
+    if AIRFLOW_2:
+        from airflow.models.xcom import XCom
+
+        with create_session() as session:
+            rows = XCom.get_many(
+                run_id=dag_run.run_id,
+                dag_ids=dag_run.dag_id,
+                task_ids=task_id,
+                key=key,
+                session=session,
+            ).all()
+            assert len(rows) == 1, f"{len(rows)} XComs {key!r} of {task_id}"
+            return rows[0].value  # deserialized when the row is loaded
+
+    from airflow.models.xcom import XComModel
 
     query = XComModel.get_many(
         run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key=key
