@@ -4,6 +4,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SLUICEGATE_VENV:-$ROOT/.venv}"
+# The second environment of scripts/test.sh, with Airflow 2.11.
+VENV_AF2="${SLUICEGATE_VENV_AF2:-$ROOT/.venv-af2}"
 
 step() { printf '\n==> %s\n' "$*"; }
 

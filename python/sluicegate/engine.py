@@ -85,6 +85,16 @@ class Engine:
         """
         return cast("Run", self._core.get_run(run_id))
 
+    async def get_run_async(self, run_id: int) -> Run:
+        """:meth:`get_run` for asyncio code: awaits the store read without blocking the loop.
+
+        The read runs on the engine's own threads; the event loop keeps serving other tasks
+        meanwhile. Usable from any running event loop (Airflow's triggerer included).
+
+        :raises RunNotFoundError: no run with that id.
+        """
+        return cast("Run", await self._core.get_run_async(run_id))
+
     def list_runs(self, sync: int | str | None = None, *, limit: int = 20) -> list[Run]:
         """Return the most recent runs, newest first, optionally of one sync only."""
         return cast("list[Run]", self._core.list_runs(sync, limit))

@@ -17,6 +17,8 @@ use crate::engine::{no_progress, Engine, EngineOptions};
 use crate::error::{Error, ErrorKind};
 use crate::store::TriggerReason;
 
+mod aio;
+
 pyo3::create_exception!(sluicegate._core, SluicegateError, PyException, "Base class of every sluicegate error.");
 pyo3::create_exception!(sluicegate._core, ConfigError, SluicegateError, "The project file or a sync's configuration is wrong.");
 pyo3::create_exception!(sluicegate._core, SourceError, SluicegateError, "Reading the source failed.");
@@ -138,6 +140,23 @@ fn json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
+/// The outcome of an async engine call, converted to Python (or raised) when the awaitable
+/// completes, on the event loop's side of the bridge.
+struct Answer(crate::Result<Value>);
+
+impl<'py> IntoPyObject<'py> for Answer {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.0 {
+            Ok(value) => to_py(py, &value),
+            Err(e) => Err(to_pyerr(py, e)),
+        }
+    }
+}
+
 #[pymethods]
 impl PyEngine {
     #[new]
@@ -168,6 +187,13 @@ impl PyEngine {
     fn get_run<'py>(&self, py: Python<'py>, run_id: i64) -> PyResult<Bound<'py, PyAny>> {
         let run = self.call(py, move |e| Box::pin(async move { e.get_run(run_id).await }))?;
         to_py(py, &json(&run))
+    }
+
+    /// `get_run` as an awaitable for asyncio code (the Airflow trigger): the store is read on
+    /// the engine's runtime while the event loop keeps running.
+    fn get_run_async<'py>(&self, py: Python<'py>, run_id: i64) -> PyResult<Bound<'py, PyAny>> {
+        let engine = py.detach(|| self.engine()).map_err(|e| to_pyerr(py, e))?;
+        aio::future_into_py(py, async move { Ok(Answer(engine.get_run(run_id).await.map(|run| json(&run)))) })
     }
 
     #[pyo3(signature = (sync = None, limit = 20))]

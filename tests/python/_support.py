@@ -91,6 +91,10 @@ class EmulatorClient:
             {"fail_rate": fail_rate, "fail_status": fail_status, "fail_message": fail_message},
         )
 
+    def set_latency(self, latency_ms: int) -> None:
+        """Answer every request after `latency_ms` (no failures): makes a run last."""
+        self._call("PUT", "/_emulator/faults", {"fail_rate": 0.0, "latency_ms": latency_ms})
+
     def clear_faults(self) -> None:
         self.set_faults(0.0, 503, "")
 
@@ -101,11 +105,13 @@ class EmulatorProcess(EmulatorClient):
     Its URL is the first line it prints on stdout.
     """
 
-    def __init__(self, cli: str, log_path: Path, startup_timeout: float = 60) -> None:
+    def __init__(
+        self, cli: str, log_path: Path, startup_timeout: float = 60, *extra_args: str
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [cli, "emulate", "webhook", "--port", "0"],
+            [cli, "emulate", "webhook", "--port", "0", *extra_args],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,

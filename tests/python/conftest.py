@@ -48,9 +48,16 @@ for _name in (
 REQUIRE_ALL = os.environ.get("SLUICEGATE_REQUIRE_ALL", "") not in ("", "0")
 
 
+# The one legitimate skip there: a test of a feature that exists only on the other Airflow line
+# (scripts/test.sh runs the suite on Airflow 3 and on Airflow 2.11). Its skip reason says so.
+OTHER_AIRFLOW_LINE = "exists only on another Airflow line"
+
+
 def _no_skips(report: pytest.TestReport | pytest.CollectReport) -> None:
     if REQUIRE_ALL and report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        if OTHER_AIRFLOW_LINE in str(reason):
+            return
         report.outcome = "failed"
         report.longrepr = (
             f"skipped, but SLUICEGATE_REQUIRE_ALL requires every test to run: {reason}"

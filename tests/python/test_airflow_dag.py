@@ -1,4 +1,4 @@
-"""`dag.test()` of the example DAG on Airflow 3, against the emulator: the whole embedded mode.
+"""`dag.test()` of the example DAG (Airflow 3 and 2.x), against the emulator: the whole embedded mode.
 
 Runs in this process (dag.test executes tasks in-process) on a private AIRFLOW_HOME with its
 own SQLite metadata DB (set up in conftest.py). The DAG files are copied into that home's DAG
@@ -26,11 +26,11 @@ from _support import (
     distinct_records,
     row_count,
     set_retry,
+    wait_for,
 )
 
 airflow = pytest.importorskip("airflow", reason="apache-airflow is not installed")
-if int(airflow.__version__.split(".")[0]) < 3:
-    pytest.skip("dag.test() checks target Airflow 3", allow_module_level=True)
+AIRFLOW_2 = int(airflow.__version__.split(".")[0]) < 3
 
 from sluicegate.airflow._compat import AirflowException  # noqa: E402
 
@@ -41,7 +41,10 @@ SENSOR_DAG_ID = "sluicegate_test_sensor"
 SENSOR_DAG = textwrap.dedent(
     f'''
     """A SyncSensor alone, waiting for the run id given in the DAG run's conf."""
-    from airflow.sdk import DAG
+    try:
+        from airflow.sdk import DAG
+    except ImportError:  # Airflow 2.x
+        from airflow import DAG
 
     from sluicegate.airflow.sensors.sluicegate import SyncSensor
 
@@ -56,10 +59,41 @@ SENSOR_DAG = textwrap.dedent(
 )
 
 
+MODES_DAG_ID = "sluicegate_test_sensor_modes"
+MODES_DAG = textwrap.dedent(
+    f'''
+    """The sensor in each of its modes, waiting for the run id given in the DAG run's conf."""
+    try:
+        from airflow.sdk import DAG
+    except ImportError:  # Airflow 2.x
+        from airflow import DAG
+
+    from sluicegate.airflow.sensors.sluicegate import SyncSensor
+
+    with DAG(dag_id="{MODES_DAG_ID}", schedule=None) as dag:
+        SyncSensor(
+            task_id="deferred",
+            sync_run_id="{{{{ dag_run.conf['sync_run_id'] }}}}",
+            deferrable=True,
+            poke_interval=1,
+            timeout=120,
+        )
+        SyncSensor(
+            task_id="rescheduled",
+            sync_run_id="{{{{ dag_run.conf['sync_run_id'] }}}}",
+            mode="reschedule",
+            poke_interval=1,
+            timeout=120,
+        )
+    '''
+)
+
+
 @pytest.fixture(scope="module")
 def dag_folder(airflow_db: Path) -> Path:
     shutil.copy(REPO / "dags" / "example_sync.py", airflow_db / "example_sync.py")
     (airflow_db / "sensor_dag.py").write_text(SENSOR_DAG)
+    (airflow_db / "sensor_modes_dag.py").write_text(MODES_DAG)
     return airflow_db
 
 
@@ -75,7 +109,10 @@ def airflow_env(monkeypatch: pytest.MonkeyPatch, project: Project) -> Project:
 
 
 def load_dag(folder: Path, dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2.x
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
     bag = DagBag(dag_folder=str(folder))
     assert bag.import_errors == {}, bag.import_errors
@@ -112,8 +149,23 @@ def task_states(dag_run: Any) -> dict[str, str]:
 
 
 def xcom(dag_run: Any, task_id: str, key: str) -> Any:
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+
+    if AIRFLOW_2:
+        from airflow.models.xcom import XCom
+
+        with create_session() as session:
+            rows = XCom.get_many(
+                run_id=dag_run.run_id,
+                dag_ids=dag_run.dag_id,
+                task_ids=task_id,
+                key=key,
+                session=session,
+            ).all()
+            assert len(rows) == 1, f"{len(rows)} XComs {key!r} of {task_id}"
+            return rows[0].value  # deserialized when the row is loaded
+
+    from airflow.models.xcom import XComModel
 
     query = XComModel.get_many(
         run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key=key
@@ -210,3 +262,73 @@ def test_sensor_on_a_completed_run_succeeds(
     assert run["status"] == "completed"
     sensor_run = load_dag(dag_folder, SENSOR_DAG_ID).test(run_conf={"sync_run_id": run["id"]})
     assert state(sensor_run) == "success"
+
+
+def _sensor_states() -> dict[str, str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(select(TaskInstance).where(TaskInstance.dag_id == MODES_DAG_ID))
+        return {ti.task_id: getattr(ti.state, "value", ti.state) for ti in rows}
+
+
+@pytest.mark.parametrize("task_id", ["deferred", "rescheduled"])
+def test_sensor_modes_wait_for_a_working_run(
+    dag_folder: Path,
+    airflow_env: Project,
+    emulator: EmulatorProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    task_id: str,
+) -> None:
+    """The run is executed (in a thread here) only once the sensor waits: its trigger is
+    running (dag.test() runs triggers inline, in the triggerer's place), or it is up for
+    reschedule. The sensor must then see the run complete."""
+    import threading
+
+    from sluicegate.airflow.triggers.sluicegate import SyncRunTrigger
+
+    trigger_running = threading.Event()
+    real_run = SyncRunTrigger.run
+
+    async def run(self: SyncRunTrigger) -> Any:
+        trigger_running.set()
+        async for event in real_run(self):
+            yield event
+
+    monkeypatch.setattr(SyncRunTrigger, "run", run)
+
+    def waiting() -> bool:
+        if task_id == "deferred":
+            return trigger_running.is_set()
+        return _sensor_states().get(task_id) == "up_for_reschedule"
+
+    engine = sluicegate.Engine(airflow_env.yml)
+    run_id = engine.trigger(1)
+    outcome: dict[str, Any] = {}
+
+    def run_when_waiting() -> None:
+        try:
+            wait_for(waiting, 180, f"sensor {task_id} to wait")
+            outcome["run"] = engine.run(run_id)
+        except BaseException as err:
+            outcome["error"] = err
+            engine.cancel(run_id)  # ends the sensor's wait instead of leaving it to time out
+
+    dag = load_dag(dag_folder, MODES_DAG_ID).partial_subset(task_id, include_upstream=False)
+    failures = catch_failures(dag)
+    # Imports and ORM set-up happen here, in this thread: doing them first in the watching
+    # thread, while dag.test() imports in this one, deadlocks on the import lock.
+    _sensor_states()
+    runner = threading.Thread(target=run_when_waiting)
+    runner.start()
+    try:
+        dag_run = dag.test(run_conf={"sync_run_id": run_id})
+    finally:
+        runner.join()
+    assert "error" not in outcome, outcome["error"]
+    assert outcome["run"]["status"] == "completed"
+    assert state(dag_run) == "success", (task_states(dag_run), failures)
+    assert task_states(dag_run) == {task_id: "success"}
+    assert trigger_running.is_set() == (task_id == "deferred")

@@ -99,6 +99,9 @@ def test_airflow_modules_and_example_dag_do_not_load_core() -> None:
         import sluicegate.airflow.hooks.sluicegate
         import sluicegate.airflow.operators.sluicegate
         import sluicegate.airflow.sensors.sluicegate
+        import sluicegate.airflow.triggers.sluicegate
+        from sluicegate.airflow.triggers.sluicegate import SyncRunTrigger
+        SyncRunTrigger(sync_run_id=1).serialize()
 
         spec = importlib.util.spec_from_file_location("example_sync", {str(dag_file)!r})
         module = importlib.util.module_from_spec(spec)
@@ -109,6 +112,7 @@ def test_airflow_modules_and_example_dag_do_not_load_core() -> None:
     )
     assert result["core"] is False, result["modules"]
     assert "sluicegate.airflow.operators.sluicegate" in result["modules"]
+    assert "sluicegate.airflow.triggers.sluicegate" in result["modules"]
 
 
 @pytest.mark.core

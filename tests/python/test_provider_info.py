@@ -76,7 +76,7 @@ def test_connection_form_reaches_the_ui() -> None:
 
     manager = ProvidersManager()
     if not hasattr(manager, "iter_connection_type_hook_ui_metadata"):
-        pytest.skip("declarative connection forms need Airflow 3.2+")
+        pytest.skip("declarative connection forms: exists only on another Airflow line (3.2+)")
     (ui,) = [
         m
         for m in manager.iter_connection_type_hook_ui_metadata()

@@ -86,6 +86,12 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["sluicegate.airflow.sensors.sluicegate"],
             }
         ],
+        "triggers": [
+            {
+                "integration-name": "Sluicegate",
+                "python-modules": ["sluicegate.airflow.triggers.sluicegate"],
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

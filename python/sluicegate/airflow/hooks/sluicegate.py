@@ -22,6 +22,7 @@ If the connection does not exist at all, the two environment variables are used 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -87,10 +88,24 @@ class SluicegateHook(BaseHook):
         :raises AirflowException: no project is configured anywhere, or the password cannot
             be combined with the state URL.
         """
-        conn_id = self.sluicegate_conn_id
         conn = None
         with contextlib.suppress(AirflowNotFoundException):  # then the env vars alone decide
-            conn = self.get_connection(conn_id)
+            conn = self.get_connection(self.sluicegate_conn_id)
+        return self._settings(conn)
+
+    async def aget_settings(self) -> EngineSettings:
+        """:meth:`get_settings` for asyncio code (a trigger): never blocks the event loop."""
+        conn = None
+        with contextlib.suppress(AirflowNotFoundException):
+            aget = getattr(self, "aget_connection", None)
+            if aget is not None:  # Airflow 3: the Task SDK's async lookup
+                conn = await aget(self.sluicegate_conn_id)
+            else:  # Airflow 2.x: a metadata DB / secrets backend read, in a thread
+                conn = await asyncio.to_thread(self.get_connection, self.sluicegate_conn_id)
+        return self._settings(conn)
+
+    def _settings(self, conn: Any) -> EngineSettings:
+        conn_id = self.sluicegate_conn_id
         extras: dict[str, Any] = (conn.extra_dejson or {}) if conn is not None else {}
         password = (conn.password or None) if conn is not None else None
 
@@ -122,6 +137,21 @@ class SluicegateHook(BaseHook):
                 _describe_state(settings.state),
             )
             self._engine = Engine(settings.project, settings.state)
+        return self._engine
+
+    async def aget_engine(self) -> Engine:
+        """:meth:`get_engine` for asyncio code: the connection is read with Airflow's async
+        lookup and the engine (project file, state store) is opened in a worker thread."""
+        if self._engine is None:
+            settings = await self.aget_settings()
+            from sluicegate.engine import Engine
+
+            self.log.info(
+                "Opening sluicegate project %s (state store: %s)",
+                settings.project,
+                _describe_state(settings.state),
+            )
+            self._engine = await asyncio.to_thread(Engine, settings.project, settings.state)
         return self._engine
 
     def get_conn(self) -> Engine:

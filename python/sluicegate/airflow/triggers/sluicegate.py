@@ -1,0 +1,142 @@
+"""Airflow trigger that waits for a sluicegate sync run in the triggerer, without a worker slot.
+
+:class:`SyncRunTrigger` is what ``SyncSensor(deferrable=True)`` hands the wait to. Its
+:meth:`~SyncRunTrigger.run` reads the run from the state store through the engine's async
+bridge (``Engine.get_run_async``): the read happens on the engine's own threads and the
+triggerer's event loop keeps serving every other trigger meanwhile.
+
+Events (``TriggerEvent.payload``), one per trigger, always JSON:
+
+* ``{"status": "completed" | "failed", "sync_run_id": N, "run": {...}}``: the run ended;
+  ``run`` holds its status, ``canceled``, error fields and counts (``run_for_event``).
+* ``{"status": "timeout", "sync_run_id": N, "message": ..., "run": {...}}``: ``end_time``
+  passed while the run was still queued or working.
+* ``{"status": "error", "sync_run_id": N, "message": ...}``: the run cannot be followed (a
+  status this version does not know, no such run, the store failing repeatedly). The waiting
+  task fails with the message: unknown means failed, never "still running".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from sluicegate.airflow._util import run_for_event, summarize
+from sluicegate.airflow.hooks.sluicegate import SluicegateHook
+
+__all__ = ["SyncRunTrigger"]
+
+_PENDING = frozenset({"queued", "working"})
+_TERMINAL = frozenset({"completed", "failed"})
+#: Consecutive failed reads of the run (state store unreachable, ...) tolerated before the
+#: trigger gives up with an ``error`` event.
+MAX_READ_FAILURES = 3
+
+
+class SyncRunTrigger(BaseTrigger):
+    """Poll a sync run until it is ``completed`` or ``failed``, then fire one event.
+
+    :param sync_run_id: the run to wait for.
+    :param sluicegate_conn_id: Airflow connection of type ``sluicegate``.
+    :param poll_interval: seconds between reads of the run.
+    :param end_time: give up (``timeout`` event) at this Unix time; ``None``: never.
+    """
+
+    def __init__(
+        self,
+        sync_run_id: int,
+        sluicegate_conn_id: str = SluicegateHook.default_conn_name,
+        poll_interval: float = 30.0,
+        end_time: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.sync_run_id = int(sync_run_id)
+        self.sluicegate_conn_id = sluicegate_conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = None if end_time is None else float(end_time)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "sync_run_id": self.sync_run_id,
+                "sluicegate_conn_id": self.sluicegate_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+            },
+        )
+
+    def _event(self, status: str, **fields: Any) -> TriggerEvent:
+        return TriggerEvent({"status": status, "sync_run_id": self.sync_run_id, **fields})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        run_id = self.sync_run_id
+        try:
+            engine = await SluicegateHook(sluicegate_conn_id=self.sluicegate_conn_id).aget_engine()
+        except Exception as err:
+            yield self._event(
+                "error", message=f"cannot open the sluicegate engine to follow sync run {run_id}: {err}"
+            )
+            return
+
+        from sluicegate.exceptions import RunNotFoundError
+
+        failures = 0
+        last_run: dict[str, Any] | None = None
+        last_status = None
+        while True:
+            try:
+                run = await engine.get_run_async(run_id)
+            except Exception as err:
+                if isinstance(err, RunNotFoundError):
+                    yield self._event("error", message=f"sync run {run_id} does not exist: {err}")
+                    return
+                failures += 1
+                if failures >= MAX_READ_FAILURES:
+                    yield self._event(
+                        "error",
+                        message=f"cannot read sync run {run_id} ({failures} attempts in a row): {err}",
+                    )
+                    return
+                self.log.warning("reading sync run %d failed (will retry): %s", run_id, err)
+            else:
+                failures = 0
+                last_run = run_for_event(run)
+                status = run.get("status")
+                if status in _TERMINAL:
+                    self.log.info("%s", summarize(run))
+                    yield self._event(str(status), run=last_run)
+                    return
+                if status not in _PENDING:
+                    yield self._event(
+                        "error",
+                        message=(
+                            f"sync run {run_id} has status {status!r}, which this version of "
+                            "sluicegate's trigger does not know; expected queued, working, "
+                            "completed or failed. Failing rather than waiting on it: upgrade the "
+                            "sluicegate package on the triggerer to match the engine."
+                        ),
+                        run=last_run,
+                    )
+                    return
+                if status != last_status:
+                    self.log.info("sync run %d is %s", run_id, status)
+                    last_status = status
+
+            delay = self.poll_interval
+            if self.end_time is not None:
+                left = self.end_time - time.time()
+                if left <= 0:
+                    yield self._event(
+                        "timeout",
+                        message=f"sync run {run_id} was still {last_status or 'unread'} when the "
+                        "wait timed out",
+                        run=last_run,
+                    )
+                    return
+                delay = min(delay, left)
+            await asyncio.sleep(delay)
