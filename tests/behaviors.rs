@@ -13,6 +13,35 @@ use sluicegate::engine::{no_progress, Engine, EngineOptions};
 use sluicegate::store::{Claim, RecordKind, RunStatus};
 use sluicegate::ErrorKind;
 
+/// A cancel from the process executing the run stops it at once: with a 10-minute lease the
+/// heartbeat would read the request from the store only after 200 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_in_the_executing_process_does_not_wait_for_the_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 2000).await;
+    let emu = emulator().await;
+    emu.set_faults(Faults { latency_ms: 30, ..Faults::default() });
+    let text = project(&emu.url, &sync(1, "upsert", "table: contacts", ""));
+    let engine = std::sync::Arc::new(open_with(dir.path(), &text, Some(Duration::from_secs(600))).await);
+    let id = engine.trigger(&SyncRef::Id(1), false, &reason()).await.unwrap();
+    let task = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.run(id, &no_progress).await })
+    };
+    while emu.stats().requests < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let asked = std::time::Instant::now();
+    engine.cancel(id).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(60), task).await.expect("the run stopped long before the heartbeat").unwrap().unwrap();
+    assert!(r.canceled && r.status == RunStatus::Failed, "{r:?}");
+    assert!(asked.elapsed() < Duration::from_secs(60));
+    let delivered = r.counts.records_updated.unwrap();
+    assert!(delivered < 2000, "{delivered}");
+    assert_eq!(emu.stats().stored as i64, delivered, "state reflects exactly what was delivered");
+    emu.stop().await;
+}
+
 fn project(url: &str, syncs: &str) -> String {
     format!(
         r#"

@@ -108,6 +108,9 @@ pub struct Engine {
     state_url: String,
     lease: Duration,
     executor: String,
+    /// The runs this engine is executing now: a cancel from this process stops them at once,
+    /// without waiting for the heartbeat to read the request from the store.
+    working: std::sync::Mutex<HashMap<i64, Arc<RunControl>>>,
 }
 
 /// One HTTP client per process (connection reuse); built on first use, never at import.
@@ -220,7 +223,7 @@ impl Engine {
             .or_else(|| project.state.as_ref().map(|s| s.expose().to_string()))
             .unwrap_or_else(|| store::default_state_url(&project.dir));
         let store = store::open(&state_url, &project.dir).await?;
-        Ok(Engine { project, store, state_url, lease, executor: executor_id() })
+        Ok(Engine { project, store, state_url, lease, executor: executor_id(), working: Default::default() })
     }
 
     pub fn project(&self) -> &Project {
@@ -277,7 +280,11 @@ impl Engine {
     /// Cancel a run: a queued run ends at once, a working one after the batch in flight.
     pub async fn cancel(&self, run_id: i64) -> Result<RunRecord> {
         self.reap().await?;
-        self.store.request_cancel(run_id).await
+        let run = self.store.request_cancel(run_id).await?;
+        if let Some(ctl) = self.working.lock().unwrap_or_else(|e| e.into_inner()).get(&run_id) {
+            ctl.cancel.store(true, Ordering::Relaxed);
+        }
+        Ok(run)
     }
 
     /// Connect to the sync's source, resolve its relation (a dbt model to the table dbt built),

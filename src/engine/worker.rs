@@ -158,6 +158,15 @@ impl Engine {
         let run_id = run.id;
         let sync = self.project.sync(&SyncRef::Id(run.sync_id)).cloned();
         let ctl = Arc::new(RunControl::default());
+        self.working.lock().unwrap_or_else(|e| e.into_inner()).insert(run_id, ctl.clone());
+        // Forget the run when this function returns, however it returns.
+        struct Forget<'e>(&'e Engine, i64);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.working.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
+            }
+        }
+        let _forget = Forget(self, run_id);
         let heartbeat = {
             let (store, ctl, executor, lease) = (self.store.clone(), ctl.clone(), self.executor.clone(), self.lease);
             tokio::spawn(async move {
