@@ -53,10 +53,11 @@ class SyncOperator(BaseOperator):
 
     The run executes in a thread of the task process while the task's main thread watches it:
     killing the task (``on_kill``: marked failed in the UI, SIGTERM, ``execution_timeout``) or
-    reaching ``timeout`` cancels the run. A canceled run stops after the batch in flight once
-    the engine notices the request, at its next heartbeat (a third of the run lease:
-    ``SLUICEGATE_LEASE``, 60 s by default); it ends ``failed`` with ``canceled: true`` and the
-    next run sends the rest.
+    reaching ``timeout`` cancels the run. The engine executing the run is in this process, so
+    the run stops at once, after the batches in flight are answered and committed; it ends
+    ``failed`` with ``canceled: true`` and the next run sends the rest. (A cancel from another
+    process, e.g. ``sluicegate cancel``, is seen at the run's next heartbeat: a third of
+    ``SLUICEGATE_LEASE``, 60 s by default.)
 
     XCom:
 
