@@ -435,6 +435,37 @@ async fn schedules_trigger_each_slot_once_across_replicas() {
     server.shutdown().await;
 }
 
+/// A sync's `schedule:` key in the project file is run by the server without any flag; a
+/// `--schedule` for the same sync replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_from_the_project_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_wh, emu, _) = setup(dir.path(), 50).await;
+    let text = project(&emu.url, 50).replace("    name: contacts\n", "    name: contacts\n    schedule: every:1s\n");
+    assert!(text.contains("schedule: every:1s"));
+    let p = write_project(dir.path(), &text);
+    let server = Server::start(opts(&p)).await.unwrap();
+    let api = Api::new(&server.url);
+    assert_eq!(api.data("/syncs/1").await["schedule_frequency"], "expression");
+    assert_eq!(api.data("/syncs/2").await["schedule_frequency"], "never");
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let runs = api.data("/syncs/1/sync_runs?per_page=100").await;
+    let runs = runs.as_array().unwrap().clone();
+    assert!(!runs.is_empty() && runs.iter().all(|r| r["sync_trigger_reason"]["ui_tag"] == "Schedule"), "{runs:?}");
+    assert!(api.data("/syncs/2/sync_runs").await.as_array().unwrap().is_empty(), "sync 2 has no schedule");
+    server.shutdown().await;
+    // A flag for the same sync replaces the key.
+    let mut o = opts(&p);
+    o.schedules = vec![Schedule::parse_arg("contacts=continuous:1h").unwrap()];
+    let server = Server::start(o).await.unwrap();
+    assert_eq!(Api::new(&server.url).data("/syncs/1").await["schedule_frequency"], "continuous");
+    server.shutdown().await;
+    // A schedule that is not one is refused at load, with its line.
+    let bad = text.replace("schedule: every:1s", "schedule: every:soon");
+    let e = sluicegate::config::Project::from_str_with_env(&bad, Path::new("sluicegate.yml"), &|_| None).unwrap_err().to_string();
+    assert!(e.contains("sluicegate.yml:") && e.contains("syncs[0].schedule:") && e.contains("\"soon\" is not a duration"), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_requeues_after_the_batch_in_flight_and_another_server_resumes() {
     let dir = tempfile::tempdir().unwrap();
