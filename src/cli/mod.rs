@@ -315,8 +315,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Resolves when the process receives SIGTERM (never elsewhere).
 #[cfg(unix)]
-async fn terminate() {
+pub(crate) async fn terminate() {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(mut s) => {
             s.recv().await;
@@ -326,7 +327,7 @@ async fn terminate() {
 }
 
 #[cfg(not(unix))]
-async fn terminate() {
+pub(crate) async fn terminate() {
     std::future::pending::<()>().await
 }
 

@@ -192,23 +192,6 @@ struct EventsBody<'a> {
     events: &'a [EventOut<'a>],
 }
 
-/// Bytes of `v`'s compact JSON, without building it.
-fn serialized_len<T: Serialize>(v: &T) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
-}
-
 fn text(v: &Value) -> Option<&str> {
     match v {
         Value::String(s) => Some(s),
@@ -625,9 +608,9 @@ impl Destination for Iterable {
         match (op, self.object) {
             // A delete is a request of its own, with no body.
             (Operation::Delete, _) => 1,
-            (_, Object::Users) => serialized_len(&self.user(record)) + 1,
+            (_, Object::Users) => super::json_size(&self.user(record)) + 1,
             (_, Object::Events) => match self.event_user(record) {
-                Some(user) => self.event(record, &user).map(|e| serialized_len(&e)).unwrap_or(0) + 1,
+                Some(user) => self.event(record, &user).map(|e| super::json_size(&e)).unwrap_or(0) + 1,
                 None => 1,
             },
         }

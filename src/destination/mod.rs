@@ -175,7 +175,7 @@ pub async fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Destination>> {
 }
 
 /// Length of a value's compact JSON text, without building it.
-pub fn json_size(v: &Value) -> usize {
+pub fn json_size<T: serde::Serialize + ?Sized>(v: &T) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -219,24 +219,10 @@ pub async fn run_cli(project: PathBuf, state: Option<String>, args: &Args) -> Re
     eprintln!("sluicegate serve: API at {}/api/v1, run history at {}/, metrics at {}/metrics; Ctrl-C stops", server.url, server.url, server.url);
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        _ = terminate() => {}
+        _ = crate::cli::terminate() => {}
     }
     eprintln!("sluicegate serve: stopping; working runs stop after the batch in flight and go back to the queue");
     server.shutdown().await;
     Ok(0)
 }
 
-#[cfg(unix)]
-async fn terminate() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut s) => {
-            s.recv().await;
-        }
-        Err(_) => std::future::pending::<()>().await,
-    }
-}
-
-#[cfg(not(unix))]
-async fn terminate() {
-    std::future::pending::<()>().await
-}
