@@ -238,9 +238,9 @@ def test_failed_remote_run_fails_operator_sensor_and_trigger(
 ) -> None:
     from _support import set_retry
 
-    set_retry(project.yml, max_attempts=1, initial_backoff="10ms")
+    set_retry(project.yml, max_attempts=2, initial_backoff="100ms")
     marker = "remote mode failure 7d1e"
-    emulator.set_faults(1.0, 400, marker)
+    emulator.set_faults(1.0, 503, marker)
     ti = TaskInstance()
     with pytest.raises(AirflowException, match=f"sync run [0-9]+ failed: .*{marker}"):
         SyncOperator(task_id="sync", sync_id=1, poll_interval=0.2).execute({"ti": ti})
@@ -276,7 +276,7 @@ def test_on_kill_cancels_the_remote_run(server: UrlProcess, emulator: EmulatorPr
     assert time.monotonic() - started < 15
     run = api_run(server, run_id)
     assert run["status"] == "failed" and run["canceled"] is True
-    assert run["records_updated"] < QUICKSTART_ROWS
+    assert (run["records_updated"] or 0) < QUICKSTART_ROWS
     assert "canceled" in str(outcome["error"])
 
 
