@@ -20,7 +20,7 @@ from sluicegate.airflow._util import (
     summarize,
 )
 from sluicegate.airflow.hooks.sluicegate import EMBEDDED, SluicegateHook
-from sluicegate.airflow.links import SyncRunLink
+from sluicegate.airflow.links import XCOM_RUN_URL, SyncRunLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -215,6 +215,7 @@ class SyncOperator(BaseOperator):
         ti = context["ti"]
         run_id = engine.trigger(sync, full_sync=full, reason=_reason(ti))
         ti.xcom_push(key="sync_run_id", value=run_id)
+        ti.xcom_push(key=XCOM_RUN_URL, value=None)  # no run page in-task: the link is empty
         self.log.info(
             "Triggered %ssync %r: run %d; running it in this task",
             "full " if full else "",
@@ -252,7 +253,7 @@ class SyncOperator(BaseOperator):
         run_id = client.trigger(sync, full_sync=full)
         ti.xcom_push(key="sync_run_id", value=run_id)
         url = client.run_url(run_id, sync)
-        ti.xcom_push(key="sync_run_url", value=url)
+        ti.xcom_push(key=XCOM_RUN_URL, value=url)
         self.log.info(
             "Triggered %ssync %r on %s: run %d (%s)",
             "full " if full else "",
