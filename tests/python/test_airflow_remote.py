@@ -379,3 +379,48 @@ def test_api_errors_name_the_call_and_never_the_token(monkeypatch: pytest.Monkey
     message = str(caught.value)
     assert "GET http://127.0.0.1:9/api/v1/sync_runs/3" in message and "'sg_nowhere'" in message
     assert caught.value.transient and token not in message and token not in repr(client)
+
+
+# ------------------------------------------------------------------ lineage
+
+
+@pytest.mark.core
+def test_lineage_in_task_from_the_project(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, "sg_in_task", extra={"project": str(project.yml)})
+    op = SyncOperator(task_id="s", sync_name="hubspot_contacts", sluicegate_conn_id="sg_in_task")
+    assert op.lineage() == (
+        [("sqlite://warehouse.db", "pub_hubspot_contacts")],
+        [("webhook://crm", "contacts")],
+    )
+    facets = op.get_openlineage_facets_on_complete(None)
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    assert isinstance(facets, OperatorLineage)
+    assert [(d.namespace, d.name) for d in facets.inputs] == [
+        ("sqlite://warehouse.db", "pub_hubspot_contacts")
+    ]
+    assert [(d.namespace, d.name) for d in facets.outputs] == [("webhook://crm", "contacts")]
+
+
+@pytest.mark.core
+def test_lineage_remote_from_the_api(server: UrlProcess) -> None:
+    host = server.url.split("://", 1)[1]
+    op = SyncOperator(task_id="s", sync_id=1)
+    assert op.lineage() == (
+        [(f"sluicegate://{host}/warehouse", "pub_hubspot_contacts")],
+        [("webhook://crm", "contacts")],
+    )
+    facets = op.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in facets.outputs] == [("webhook://crm", "contacts")]
+
+
+def test_lineage_of_a_postgres_source_drops_credentials() -> None:
+    from sluicegate.airflow._lineage import _source_pair
+
+    # What the engine reports is already without user and password (redact_url); the
+    # namespace keeps scheme, host and port, the database goes into the name.
+    assert _source_pair("postgres://db.internal:5432/analytics", "warehouse", "public.pub") == (
+        "postgres://db.internal:5432",
+        "analytics.public.pub",
+    )
+    assert _source_pair(None, "warehouse", "t") == ("sluicegate://warehouse", "t")
