@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["SyncOperator"]
 
 NOT_DEFERRABLE_IN_TASK = (
-    "SyncOperator(deferrable=True) cannot release the worker slot with connection {conn!r}: it "
-    "has no host, so the sync runs inside this task (embedded mode) and the task is busy for as "
-    "long as data moves. Either leave deferrable unset (or False), or point the connection at a "
+    "SyncOperator(deferrable=True) cannot release the worker slot: connection {conn!r} has no "
+    "host, so the sync runs inside this task (embedded mode) and the task is busy for as long "
+    "as data moves. Either leave deferrable unset (or False), or point the connection at a "
     "sluicegate server (host http(s)://..., password: its API token) so that the server runs the "
     "sync and the wait moves to the triggerer."
 )
