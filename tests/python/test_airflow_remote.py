@@ -322,7 +322,7 @@ def test_census_classes_against_the_server(server: UrlProcess, emulator: Emulato
     trigger = CensusTrigger(sync_run_id=second, poll_interval=0.1)
     assert trigger.poll_interval == 1.0  # as airflow-provider-census: at least a second
     path, kwargs = trigger.serialize()
-    assert path == "sluicegate.airflow.census.CensusTrigger"
+    assert path == "sluicegate.airflow.triggers.census.CensusTrigger"
     rebuilt = CensusTrigger(**kwargs)
     assert rebuilt.sluicegate_conn_id == "census_default"
     assert first_event(rebuilt)["status"] == "completed"

@@ -40,7 +40,6 @@ from sluicegate.airflow.get_provider_info import (
 from sluicegate.airflow.hooks.sluicegate import SluicegateHook
 from sluicegate.airflow.operators.sluicegate import SyncOperator
 from sluicegate.airflow.sensors.sluicegate import SyncSensor
-from sluicegate.airflow.triggers.sluicegate import SyncRunTrigger
 
 __all__ = ["CensusHook", "CensusOperator", "CensusSensor", "CensusTrigger"]
 
@@ -159,21 +158,11 @@ class CensusSensor(SyncSensor):
         return self.sluicegate_conn_id
 
 
-class CensusTrigger(SyncRunTrigger):
-    """airflow-provider-census's trigger signature over :class:`SyncRunTrigger`."""
+def __getattr__(name: str) -> Any:
+    # CensusTrigger is loaded on first use: its base class pulls in Airflow's trigger machinery,
+    # which a DAG file being parsed does not need.
+    if name == "CensusTrigger":
+        from sluicegate.airflow.triggers.census import CensusTrigger
 
-    def __init__(
-        self,
-        sync_run_id: int,
-        census_conn_id: str = DEFAULT_CONN_ID,
-        poll_interval: float = 60.0,
-        end_time: float | None = None,
-        sluicegate_conn_id: str | None = None,
-    ) -> None:
-        # ``sluicegate_conn_id``: the name serialize() writes (the triggerer rebuilds from it).
-        super().__init__(
-            sync_run_id=sync_run_id,
-            sluicegate_conn_id=sluicegate_conn_id or census_conn_id,
-            poll_interval=max(float(poll_interval), 1.0),
-            end_time=end_time,
-        )
+        return CensusTrigger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -118,7 +118,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Sluicegate",
-                "python-modules": ["sluicegate.airflow.triggers.sluicegate"],
+                "python-modules": [
+                    "sluicegate.airflow.triggers.sluicegate",
+                    "sluicegate.airflow.triggers.census",
+                ],
             }
         ],
         "connection-types": [
