@@ -43,9 +43,10 @@ VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" develop --quiet
 step "pytest (Airflow 3)"
 "$VENV/bin/python" -m pytest tests/python "$@"
 
-# Airflow 2.11: the Airflow layer again (hook, operator, sensor, trigger, dag.test, the
-# trigger's clean exits). Left out: the dbt and the plain-interpreter exit tests, which do not
-# touch Airflow and ran above.
+# Airflow 2.11: the Airflow layer again (hook, operator, sensor, trigger in every connection
+# mode against `sluicegate serve`, dag.test of every DAG in dags/ with dbt and the HubSpot
+# emulator, the trigger's clean exits). Left out: the dbt and the plain-interpreter exit tests,
+# which do not touch Airflow and ran above.
 VENV="$VENV_AF2"
 make_venv "$ROOT/requirements/airflow2-py311.txt"
 step "installing the extension into $VENV (maturin develop)"

@@ -20,6 +20,7 @@ __all__ = [
     "Rejection",
     "Run",
     "RunStatus",
+    "SourceObject",
     "SyncInfo",
     "SyncTriggerReason",
 ]
@@ -92,6 +93,19 @@ class SyncInfo(TypedDict):
     destination: str
     object: str | None
     behavior: str
+    #: The source's URL without user, password or query (``postgres://db:5432/analytics``).
+    source_url: str | None
+    #: What the sync reads: ``{"type": "table" | "dbt_model" | "query", "name": ...}``.
+    source_object: SourceObject
+    #: The destination's type (``hubspot``, ``webhook``, ...).
+    destination_type: str | None
+
+
+class SourceObject(TypedDict):
+    """The relation a sync reads (``name`` is ``None`` for a ``query``)."""
+
+    type: Literal["table", "dbt_model", "query"]
+    name: str | None
 
 
 class Rejection(TypedDict):

@@ -233,6 +233,14 @@ impl PyEngine {
             .syncs
             .iter()
             .map(|s| {
+                let project = engine.project();
+                // What lineage needs (the Airflow operator's OpenLineage facets): the source's
+                // URL without credentials or query, the relation read, the destination's type.
+                let source_object = match &s.relation {
+                    crate::config::Relation::Table(t) => serde_json::json!({"type": "table", "name": t}),
+                    crate::config::Relation::Query(_) => serde_json::json!({"type": "query", "name": null}),
+                    crate::config::Relation::DbtModel(m) => serde_json::json!({"type": "dbt_model", "name": m}),
+                };
                 serde_json::json!({
                     "id": s.id,
                     "name": s.name,
@@ -240,6 +248,9 @@ impl PyEngine {
                     "destination": s.destination,
                     "object": s.object,
                     "behavior": s.behavior.as_str(),
+                    "source_url": project.sources.get(&s.source).map(|c| crate::config::redact_url(c.url.expose())),
+                    "source_object": source_object,
+                    "destination_type": project.destinations.get(&s.destination).map(|d| d.type_name()),
                 })
             })
             .collect();

@@ -266,3 +266,129 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- other child processes
+
+
+class UrlProcess:
+    """A `sluicegate` subcommand that prints its base URL as the first stdout line, then serves
+    until terminated (`serve`, `emulate hubspot`). stderr goes to `log_path`."""
+
+    def __init__(
+        self,
+        cli: str,
+        args: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 60,
+    ) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [cli, *args],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
+        try:
+            first = lines.get(timeout=startup_timeout)
+        except queue.Empty:
+            self.stop()
+            raise RuntimeError(f"`sluicegate {args[0]}` printed no URL; {self._tail()}") from None
+        match = re.search(r"https?://\S+", first or "")
+        if match is None:
+            self.stop()
+            raise RuntimeError(f"`sluicegate {args[0]}` printed {first!r} first; {self._tail()}")
+        self.url = match.group(0).rstrip("/")
+
+    def _pump(self, lines: queue.Queue[str | None]) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    def _tail(self) -> str:
+        return f"exit code {self.proc.poll()}, stderr: {self.log_path.read_text()[-2000:]!r}"
+
+    def get_json(self, path: str, token: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        req = urllib.request.Request(self.url + path, headers=headers)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+SERVE_TOKEN = "secret-token:sluicegate-test-3f9c1a7e"
+
+
+def start_serve(
+    cli: str, project_yml: Path, log_path: Path, env: dict[str, str] | None = None
+) -> UrlProcess:
+    """`sluicegate serve` on a free port for the project, with token SERVE_TOKEN."""
+    return UrlProcess(
+        cli,
+        ["serve", "--project", str(project_yml), "--listen", "127.0.0.1:0", "--workers", "2",
+         "--poll", "200ms"],
+        log_path,
+        env={"SLUICEGATE_API_TOKEN": SERVE_TOKEN, **(env or {})},
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- dbt
+
+
+DBT_REQUIREMENTS = REPO / "requirements" / "dbt.txt"
+
+
+def ensure_dbt_venv() -> Path:
+    """A virtual environment with the pinned dbt (requirements/dbt.txt), made or refreshed when
+    the pins change: `SLUICEGATE_DBT_VENV`, default `.venv-dbt` in the repository."""
+    import hashlib
+
+    venv = Path(os.environ.get("SLUICEGATE_DBT_VENV") or REPO / ".venv-dbt")
+    stamp = venv / ".requirements-sha256"
+    want = hashlib.sha256(DBT_REQUIREMENTS.read_bytes()).hexdigest()
+    if (venv / "bin" / "dbt").exists() and stamp.exists() and stamp.read_text().strip() == want:
+        return venv
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+         "--disable-pip-version-check", "-r", str(DBT_REQUIREMENTS)],
+        capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"installing dbt into {venv} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    stamp.write_text(want + "\n")
+    return venv
+
+
+def dbt_env(pg_url: str, schema: str) -> dict[str, str]:
+    """The SG_DBT_* variables the test and example dbt profiles read, for `pg_url` and `schema`."""
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(pg_url)
+    return {
+        "SG_DBT_HOST": url.hostname or "127.0.0.1",
+        "SG_DBT_PORT": str(url.port or 5432),
+        "SG_DBT_USER": urllib.parse.unquote(url.username or "postgres"),
+        "SG_DBT_PASSWORD": urllib.parse.unquote(url.password or ""),
+        "SG_DBT_DBNAME": url.path.lstrip("/") or "postgres",
+        "SG_DBT_SCHEMA": schema,
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }

@@ -56,11 +56,28 @@ def test_exactly_one_of_sync_id_and_sync_name() -> None:
     assert {"sync_id", "sync_name", "sluicegate_conn_id", "full_resync"} <= set(op.template_fields)
 
 
-def test_deferral_and_no_wait_are_refused_in_embedded_mode() -> None:
-    with pytest.raises(ValueError, match=r"deferrable=True\) cannot release the worker slot"):
-        SyncOperator(task_id="a", sync_id=1, deferrable=True)
-    with pytest.raises(ValueError, match="would queue a run that nothing executes"):
-        SyncOperator(task_id="b", sync_id=1, wait_for_completion=False)
+def test_deferral_and_no_wait_are_refused_in_embedded_mode(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether the operator can defer or return at once depends on the connection, known when
+    the task runs: with an in-task connection both are refused then, saying why and what to do,
+    before any run is queued."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SLUICEGATE_DEFAULT",
+        json.dumps({"conn_type": "sluicegate", "extra": {"project": str(project.yml)}}),
+    )
+    engine = sluicegate.Engine(project.yml)
+    for op, message in (
+        (SyncOperator(task_id="a", sync_id=1, deferrable=True), r"deferrable=True\) cannot release the worker slot"),
+        (SyncOperator(task_id="b", sync_id=1, wait_for_completion=False), "would queue a run that nothing executes"),
+    ):  # fmt: skip
+        ti = TaskInstance()
+        with pytest.raises(AirflowException, match=message) as caught:
+            op.execute({"ti": ti})
+        assert "'sluicegate_default' has no host" in str(caught.value)
+        assert "http(s)://" in str(caught.value)
+        assert ti.xcom == {}
+    assert engine.list_runs(1) == []
 
 
 def test_default_deferrable_is_read_but_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -119,9 +119,12 @@ def test_password_that_cannot_be_used_is_an_error(
 
 def test_connection_form() -> None:
     behaviour = SluicegateHook.get_ui_field_behaviour()
-    assert set(behaviour["hidden_fields"]) == {"host", "schema", "login", "port"}
-    assert behaviour["relabeling"]["password"] == "State store password"
+    # The host stays: it selects the mode (empty: in-task; http(s)://: a server or Census).
+    assert set(behaviour["hidden_fields"]) == {"schema", "login", "port"}
+    assert behaviour["relabeling"]["host"] == "Server URL (remote mode)"
+    assert behaviour["relabeling"]["password"] == "API token, or state store password"
     assert "project" in behaviour["placeholders"]["extra"]
+    assert "https://app.getcensus.com/api/v1" in behaviour["placeholders"]["host"]
     assert SluicegateHook.default_conn_name == "sluicegate_default"
     assert SluicegateHook.conn_name_attr == "sluicegate_conn_id"
 
@@ -191,7 +194,7 @@ def test_test_connection_loads_the_project(
     monkeypatch: pytest.MonkeyPatch, project: Project
 ) -> None:
     set_connection(monkeypatch, extra={"project": str(project.yml)})
-    assert SluicegateHook().test_connection() == (True, "1 sync")
+    assert SluicegateHook().test_connection() == (True, "1 sync in the project")
 
 
 @pytest.mark.core

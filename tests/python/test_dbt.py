@@ -10,12 +10,10 @@ which this module installs from requirements/dbt.txt into a virtual environment 
 from __future__ import annotations
 
 import decimal
-import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 import urllib.parse
 import urllib.request
 import uuid
@@ -27,11 +25,10 @@ import pytest
 
 import sluicegate
 
-from _support import REPO, EmulatorProcess
+from _support import REPO, EmulatorProcess, ensure_dbt_venv
 
 pytestmark = pytest.mark.core
 
-DBT_REQUIREMENTS = REPO / "requirements" / "dbt.txt"
 DBT_PROJECT = REPO / "tests" / "dbt_project"
 
 
@@ -49,22 +46,10 @@ def pg_url() -> str:
 @pytest.fixture(scope="module")
 def dbt_venv() -> Path:
     """A virtual environment with the pinned dbt, made (or refreshed) when the pins change."""
-    venv = Path(os.environ.get("SLUICEGATE_DBT_VENV") or REPO / ".venv-dbt")
-    stamp = venv / ".requirements-sha256"
-    want = hashlib.sha256(DBT_REQUIREMENTS.read_bytes()).hexdigest()
-    if (venv / "bin" / "dbt").exists() and stamp.exists() and stamp.read_text().strip() == want:
-        return venv
-    if not (venv / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    proc = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-         "--disable-pip-version-check", "-r", str(DBT_REQUIREMENTS)],
-        capture_output=True, text=True, timeout=1800, check=False,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        pytest.fail(f"installing dbt into {venv} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    stamp.write_text(want + "\n")
-    return venv
+    try:
+        return ensure_dbt_venv()
+    except AssertionError as err:
+        pytest.fail(str(err))
 
 
 def _sql(venv: Path, env: dict[str, str], statement: str) -> None:

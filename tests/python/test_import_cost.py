@@ -115,6 +115,27 @@ def test_airflow_modules_and_example_dag_do_not_load_core() -> None:
     assert "sluicegate.airflow.triggers.sluicegate" in result["modules"]
 
 
+def test_every_dag_in_dags_parses_without_core() -> None:
+    """Each DAG file of dags/ (dbt, Census drop-in, deferrable, example), the Census module and
+    the extra link: none loads the engine."""
+    pytest.importorskip("airflow", reason="apache-airflow is not installed")
+    files = sorted(str(p) for p in (REPO / "dags").glob("*.py"))
+    assert len(files) >= 4
+    result = _run(
+        f"""
+        import importlib.util, sys
+        import sluicegate.airflow.census, sluicegate.airflow.links
+        for path in {files!r}:
+            spec = importlib.util.spec_from_file_location(path.rsplit("/", 1)[-1][:-3], path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            assert module.dag.tasks, path
+        """
+    )
+    assert result["core"] is False, result["modules"]
+    assert "sluicegate.airflow.census" in result["modules"]
+
+
 @pytest.mark.core
 def test_importing_the_extension_starts_nothing(tmp_path: Path) -> None:
     """Importing `_core` (and the Airflow modules) must not start the engine's runtime."""

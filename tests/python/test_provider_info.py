@@ -32,17 +32,31 @@ def test_every_referenced_module_and_hook_imports() -> None:
         for entry in info[section]:
             for module in entry["python-modules"]:
                 importlib.import_module(module)
+    types = {}
     for conn in info["connection-types"]:
         module_name, _, class_name = conn["hook-class-name"].rpartition(".")
         hook = getattr(importlib.import_module(module_name), class_name)
-        assert hook.conn_type == conn["connection-type"] == "sluicegate"
+        assert hook.conn_type == conn["connection-type"]
+        types[hook.conn_type] = hook.default_conn_name
         assert hook.hook_name == conn["hook-name"]
         # The declarative form (Airflow 3.2+) and the hook's own (Airflow 2.x) agree.
         behaviour = hook.get_ui_field_behaviour()
         assert behaviour["hidden_fields"] == conn["ui-field-behaviour"]["hidden-fields"]
         for field, label in conn["ui-field-behaviour"]["relabeling"].items():
             assert behaviour["relabeling"][field] == label
-        assert set(conn["conn-fields"]) == {"project", "state"}
+    # Ours, and the Census drop-in's (airflow-provider-census's type, fields and default id).
+    assert types == {"sluicegate": "sluicegate_default", "census": "census_default"}
+    (sluicegate,) = [c for c in info["connection-types"] if c["connection-type"] == "sluicegate"]
+    assert set(sluicegate["conn-fields"]) == {"project", "state"}
+    (census,) = [c for c in info["connection-types"] if c["connection-type"] == "census"]
+    assert census["ui-field-behaviour"]["relabeling"] == {
+        "host": "Activations API Host",
+        "password": "Activations API Token",
+    }
+    assert set(census["ui-field-behaviour"]["hidden-fields"]) == {"login", "port", "schema", "extra"}
+    for link in info["extra-links"]:
+        module_name, _, class_name = link.rpartition(".")
+        assert getattr(importlib.import_module(module_name), class_name)().name == "Sync run"
 
 
 def _installed() -> bool:
@@ -84,7 +98,10 @@ def test_connection_form_reaches_the_ui() -> None:
     ]
     assert ui.hook_name == "Sluicegate"
     assert ui.field_behaviour is not None
-    assert ui.field_behaviour["relabeling"] == {"password": "State store password"}
+    assert ui.field_behaviour["relabeling"] == {
+        "host": "Server URL (remote mode)",
+        "password": "API token, or state store password",
+    }
     widgets = {
         info.field_name
         for name, info in manager.connection_form_widgets.items()

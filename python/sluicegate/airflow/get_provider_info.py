@@ -35,14 +35,40 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: Standard connection fields: which to hide, how to label the rest.
-HIDDEN_FIELDS: list[str] = ["host", "schema", "login", "port"]
-RELABELING: dict[str, str] = {"password": "State store password"}
+#: Standard connection fields: which to hide, how to label the rest. The host decides the mode:
+#: empty, the sync runs in the task (project + state store); ``http(s)://`` a sluicegate server
+#: or Fivetran Activations, reached over its API with the password as token.
+HIDDEN_FIELDS: list[str] = ["schema", "login", "port"]
+RELABELING: dict[str, str] = {
+    "host": "Server URL (remote mode)",
+    "password": "API token, or state store password",
+}
 PLACEHOLDERS: dict[str, str] = {
-    "password": "only for a postgres:// state store",
+    "host": "empty: run syncs in the task; http://sluicegate:8080 (sluicegate serve) or "
+    "https://app.getcensus.com/api/v1 (Fivetran Activations)",
+    "password": "remote: secret-token:...; in-task: only for a postgres:// state store",
     "extra": '{"project": "/opt/airflow/include/sluicegate/sluicegate.yml", '
     '"state": "postgres://sluicegate@db:5432/sluicegate"}',
 }
+
+#: The ``census`` connection type of ``sluicegate.airflow.census`` (the drop-in for
+#: airflow-provider-census): the same fields as that package's.
+CENSUS_CONN_TYPE = "census"
+CENSUS_HOOK_CLASS_NAME = "sluicegate.airflow.census.CensusHook"
+CENSUS_HOOK_NAME = "Fivetran Activations (Census)"
+CENSUS_HIDDEN_FIELDS: list[str] = ["login", "port", "schema", "extra"]
+CENSUS_RELABELING: dict[str, str] = {
+    "host": "Activations API Host",
+    "password": "Activations API Token",
+}
+CENSUS_PLACEHOLDERS: dict[str, str] = {
+    "host": "app.getcensus.com (app-eu.getcensus.com for EU workspaces; "
+    "http://sluicegate:8080 for a sluicegate server)",
+    "password": "secret-token:workspace-token",
+}
+
+#: The operator's extra link ("Sync run": the run's page).
+EXTRA_LINKS: list[str] = ["sluicegate.airflow.links.SyncRunLink"]
 
 
 def _version() -> str:
@@ -71,25 +97,31 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "Sluicegate",
-                "python-modules": ["sluicegate.airflow.hooks.sluicegate"],
+                "python-modules": ["sluicegate.airflow.hooks.sluicegate", "sluicegate.airflow.census"],
             }
         ],
         "operators": [
             {
                 "integration-name": "Sluicegate",
-                "python-modules": ["sluicegate.airflow.operators.sluicegate"],
+                "python-modules": [
+                    "sluicegate.airflow.operators.sluicegate",
+                    "sluicegate.airflow.census",
+                ],
             }
         ],
         "sensors": [
             {
                 "integration-name": "Sluicegate",
-                "python-modules": ["sluicegate.airflow.sensors.sluicegate"],
+                "python-modules": ["sluicegate.airflow.sensors.sluicegate", "sluicegate.airflow.census"],
             }
         ],
         "triggers": [
             {
                 "integration-name": "Sluicegate",
-                "python-modules": ["sluicegate.airflow.triggers.sluicegate"],
+                "python-modules": [
+                    "sluicegate.airflow.triggers.sluicegate",
+                    "sluicegate.airflow.triggers.census",
+                ],
             }
         ],
         "connection-types": [
@@ -103,6 +135,17 @@ def get_provider_info() -> dict[str, Any]:
                     "relabeling": RELABELING,
                     "placeholders": PLACEHOLDERS,
                 },
-            }
+            },
+            {
+                "connection-type": CENSUS_CONN_TYPE,
+                "hook-class-name": CENSUS_HOOK_CLASS_NAME,
+                "hook-name": CENSUS_HOOK_NAME,
+                "ui-field-behaviour": {
+                    "hidden-fields": CENSUS_HIDDEN_FIELDS,
+                    "relabeling": CENSUS_RELABELING,
+                    "placeholders": CENSUS_PLACEHOLDERS,
+                },
+            },
         ],
+        "extra-links": EXTRA_LINKS,
     }

@@ -1,23 +1,38 @@
-"""Airflow hook for sluicegate: turns an Airflow connection into an :class:`~sluicegate.Engine`.
+"""Airflow hook for sluicegate: one connection type, three modes, chosen by the connection.
 
-A ``sluicegate`` connection names a project file and, optionally, a state store:
+* **In-task (embedded)**, host empty: the connection names a project file and, optionally, a
+  state store; the operator runs the sync inside the task (:meth:`SluicegateHook.get_engine`).
 
-.. code-block:: bash
+  .. code-block:: bash
 
-    export AIRFLOW_CONN_SLUICEGATE_DEFAULT='{
-        "conn_type": "sluicegate",
-        "extra": {"project": "/opt/airflow/include/sluicegate/sluicegate.yml",
-                  "state": "postgres://sluicegate@db:5432/sluicegate"},
-        "password": "..."
-    }'
+      export AIRFLOW_CONN_SLUICEGATE_DEFAULT='{
+          "conn_type": "sluicegate",
+          "extra": {"project": "/opt/airflow/include/sluicegate/sluicegate.yml",
+                    "state": "postgres://sluicegate@db:5432/sluicegate"},
+          "password": "..."
+      }'
 
-* ``project`` (extra): path of ``sluicegate.yml``; else the ``SLUICEGATE_PROJECT`` env var.
-* ``state`` (extra): state store URL; else ``SLUICEGATE_STATE``; else the SQLite file
-  ``sluicegate_state.db`` next to the project file.
-* password (optional): the state store's password, spliced into a ``postgres://`` URL so the
-  URL kept in the extra holds no secret (Airflow masks connection passwords in logs).
+  - ``project`` (extra): path of ``sluicegate.yml``; else the ``SLUICEGATE_PROJECT`` env var.
+  - ``state`` (extra): state store URL; else ``SLUICEGATE_STATE``; else the SQLite file
+    ``sluicegate_state.db`` next to the project file.
+  - password (optional): the state store's password, spliced into a ``postgres://`` URL so the
+    URL kept in the extra holds no secret (Airflow masks connection passwords in logs).
 
-If the connection does not exist at all, the two environment variables are used alone.
+  If the connection does not exist at all, the two environment variables are used alone.
+
+* **Remote**, host ``http(s)://…`` of a ``sluicegate serve``: runs are triggered and read over
+  its Census-compatible API; the password is the API token (``secret-token:…``).
+
+  .. code-block:: bash
+
+      export AIRFLOW_CONN_SLUICEGATE_DEFAULT='{"conn_type": "sluicegate",
+          "host": "http://sluicegate.internal:8080", "password": "secret-token:xyz"}'
+
+* **Fivetran Activations (Census)**, host ``https://app.getcensus.com/api/v1`` (or
+  ``app-eu.getcensus.com``): the same API, with a workspace token as password.
+
+Connections of type ``census`` (``sluicegate.airflow.census``) are remote or Census mode too;
+their host defaults to ``app.getcensus.com``, as in airflow-provider-census.
 """
 
 from __future__ import annotations
@@ -28,8 +43,10 @@ import os
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from sluicegate.airflow._api import CENSUS_DEFAULT_HOST, ApiClient, api_base, is_census_host
 from sluicegate.airflow._compat import AirflowException, AirflowNotFoundException, BaseHook
 from sluicegate.airflow.get_provider_info import (
+    CENSUS_CONN_TYPE,
     CONN_TYPE,
     HIDDEN_FIELDS,
     HOOK_NAME,
@@ -40,7 +57,13 @@ from sluicegate.airflow.get_provider_info import (
 if TYPE_CHECKING:
     from sluicegate.engine import Engine
 
-__all__ = ["EngineSettings", "SluicegateHook"]
+__all__ = ["EMBEDDED", "HTTP_MODES", "EngineSettings", "RemoteSettings", "SluicegateHook"]
+
+#: The modes a connection selects (:meth:`SluicegateHook.get_mode`).
+EMBEDDED = "embedded"
+REMOTE = "remote"
+CENSUS = "census"
+HTTP_MODES = frozenset({REMOTE, CENSUS})
 
 PROJECT_ENV = "SLUICEGATE_PROJECT"
 STATE_ENV = "SLUICEGATE_STATE"
@@ -51,6 +74,14 @@ class EngineSettings(NamedTuple):
 
     project: str
     state: str | None
+
+
+class RemoteSettings(NamedTuple):
+    """An API to call. ``token`` is a secret: never log it."""
+
+    mode: str  # "remote" (a sluicegate server) or "census" (Fivetran Activations)
+    base: str  # the API root, ending in /api/v1
+    token: str | None
 
 
 class SluicegateHook(BaseHook):
@@ -74,13 +105,94 @@ class SluicegateHook(BaseHook):
         """Connection form for Airflow 2.x (Airflow 3.2+ reads ``get_provider_info`` instead).
 
         Airflow 2.x has no declarative extra fields, so ``project`` and ``state`` go into the
-        Extra JSON there.
+        Extra JSON there. The host selects the mode: empty for in-task runs, the URL of a
+        sluicegate server or of Fivetran Activations for remote runs.
         """
         return {
             "hidden_fields": list(HIDDEN_FIELDS),
-            "relabeling": {**RELABELING, "extra": "Extra (JSON with project and state)"},
+            "relabeling": {
+                **RELABELING,
+                "extra": "Extra (in-task mode: JSON with project and state)",
+            },
             "placeholders": dict(PLACEHOLDERS),
         }
+
+    # ------------------------------------------------------------------ modes
+
+    def _connection(self) -> Any:
+        """The connection, or None when it is not defined (then the env vars decide)."""
+        if not hasattr(self, "_conn_cache"):
+            conn = None
+            with contextlib.suppress(AirflowNotFoundException):
+                conn = self.get_connection(self._conn_id())
+            self._conn_cache = conn
+        return self._conn_cache
+
+    async def _aconnection(self) -> Any:
+        if not hasattr(self, "_conn_cache"):
+            conn = None
+            with contextlib.suppress(AirflowNotFoundException):
+                aget = getattr(self, "aget_connection", None)
+                if aget is not None:  # Airflow 3: the Task SDK's async lookup
+                    conn = await aget(self._conn_id())
+                else:  # Airflow 2.x: a metadata DB / secrets backend read, in a thread
+                    conn = await asyncio.to_thread(self.get_connection, self._conn_id())
+            self._conn_cache = conn
+        return self._conn_cache
+
+    def _conn_id(self) -> str:
+        return str(getattr(self, self.conn_name_attr))
+
+    def _remote(self, conn: Any) -> RemoteSettings | None:
+        """The API this connection points at, or None for in-task mode."""
+        if conn is None:
+            return None
+        host = (conn.host or "").strip()
+        if not host and conn.conn_type == CENSUS_CONN_TYPE:
+            host = CENSUS_DEFAULT_HOST
+        if not host:
+            return None
+        try:
+            base = api_base(host)
+        except ValueError as err:
+            raise AirflowException(f"Airflow connection {self._conn_id()!r}: {err}") from err
+        mode = CENSUS if is_census_host(base) else REMOTE
+        return RemoteSettings(mode, base, conn.password or None)
+
+    def get_mode(self) -> str:
+        """``"embedded"`` (runs in the task), ``"remote"`` (a sluicegate server) or ``"census"``."""
+        remote = self._remote(self._connection())
+        return EMBEDDED if remote is None else remote.mode
+
+    async def aget_mode(self) -> str:
+        """:meth:`get_mode` for asyncio code."""
+        remote = self._remote(await self._aconnection())
+        return EMBEDDED if remote is None else remote.mode
+
+    def _client_for(self, remote: RemoteSettings | None) -> ApiClient:
+        if remote is None:
+            raise AirflowException(
+                f"Airflow connection {self._conn_id()!r} has no host, so it runs syncs in the "
+                "task (embedded mode) and has no API to call; set its host to the URL of a "
+                "sluicegate server or of Fivetran Activations for remote mode"
+            )
+        if not remote.token:
+            raise AirflowException(
+                f"Airflow connection {self._conn_id()!r} points at {remote.base} but has no "
+                "API token: put it in the connection's Password field (secret-token:...)"
+            )
+        return ApiClient(remote.base, remote.token, conn_id=self._conn_id())
+
+    def get_client(self) -> ApiClient:
+        """The API client of a remote or Census connection.
+
+        :raises AirflowException: the connection is in-task, or has no token.
+        """
+        return self._client_for(self._remote(self._connection()))
+
+    async def aget_client(self) -> ApiClient:
+        """:meth:`get_client` for asyncio code."""
+        return self._client_for(self._remote(await self._aconnection()))
 
     def get_settings(self) -> EngineSettings:
         """Resolve project and state store from the connection and the environment.
@@ -88,24 +200,20 @@ class SluicegateHook(BaseHook):
         :raises AirflowException: no project is configured anywhere, or the password cannot
             be combined with the state URL.
         """
-        conn = None
-        with contextlib.suppress(AirflowNotFoundException):  # then the env vars alone decide
-            conn = self.get_connection(self.sluicegate_conn_id)
-        return self._settings(conn)
+        return self._settings(self._connection())
 
     async def aget_settings(self) -> EngineSettings:
         """:meth:`get_settings` for asyncio code (a trigger): never blocks the event loop."""
-        conn = None
-        with contextlib.suppress(AirflowNotFoundException):
-            aget = getattr(self, "aget_connection", None)
-            if aget is not None:  # Airflow 3: the Task SDK's async lookup
-                conn = await aget(self.sluicegate_conn_id)
-            else:  # Airflow 2.x: a metadata DB / secrets backend read, in a thread
-                conn = await asyncio.to_thread(self.get_connection, self.sluicegate_conn_id)
-        return self._settings(conn)
+        return self._settings(await self._aconnection())
 
     def _settings(self, conn: Any) -> EngineSettings:
-        conn_id = self.sluicegate_conn_id
+        conn_id = self._conn_id()
+        remote = self._remote(conn)
+        if remote is not None:
+            raise AirflowException(
+                f"Airflow connection {conn_id!r} points at the API {remote.base} (remote mode): "
+                "there is no engine to open in this process; runs are triggered over the API"
+            )
         extras: dict[str, Any] = (conn.extra_dejson or {}) if conn is not None else {}
         password = (conn.password or None) if conn is not None else None
 
@@ -159,13 +267,22 @@ class SluicegateHook(BaseHook):
         return self.get_engine()
 
     def test_connection(self) -> tuple[bool, str]:
-        """Load the project and open the state store; report how many syncs it declares."""
+        """In-task: load the project and open the state store; remote and Census: list the
+        syncs over the API (``GET /syncs?page=1&per_page=1``). Report how many syncs there are."""
         try:
-            syncs = self.get_engine().syncs()
+            remote = self._remote(self._connection())
+            if remote is None:
+                count = len(self.get_engine().syncs())
+                where = "in the project"
+            else:
+                data, pagination = self._client_for(remote).list_syncs(per_page=1)
+                total = pagination.get("total_records")
+                count = total if isinstance(total, int) else len(data)
+                server = "Fivetran Activations" if remote.mode == CENSUS else "sluicegate server"
+                where = f"on the {server} at {remote.base}"
         except Exception as err:  # the UI shows the message; any failure means "not working"
             return False, str(err) or type(err).__name__
-        count = len(syncs)
-        return True, f"{count} sync" if count == 1 else f"{count} syncs"
+        return True, f"{count} sync {where}" if count == 1 else f"{count} syncs {where}"
 
 
 def _extra(extras: dict[str, Any], name: str) -> str | None:

@@ -1,10 +1,11 @@
-"""Airflow operator that triggers a sluicegate sync and runs it inside the task."""
+"""Airflow operator that triggers a sluicegate sync: runs it inside the task (embedded mode) or
+has a sluicegate server or Fivetran Activations run it (remote and Census modes)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,34 +19,51 @@ from sluicegate.airflow._util import (
     rejection_problem,
     summarize,
 )
-from sluicegate.airflow.hooks.sluicegate import SluicegateHook
+from sluicegate.airflow.hooks.sluicegate import EMBEDDED, SluicegateHook
+from sluicegate.airflow.links import XCOM_RUN_URL, SyncRunLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from sluicegate.airflow._api import ApiClient
     from sluicegate.engine import Engine
     from sluicegate.types import Run
 
 __all__ = ["SyncOperator"]
 
 NOT_DEFERRABLE_IN_TASK = (
-    "SyncOperator(deferrable=True) cannot release the worker slot: in embedded mode the sync "
-    "runs inside this task, so the task is busy for as long as data moves. Leave deferrable "
-    "unset (or False) here; to wait on a run without holding a slot, use "
-    "SyncSensor(deferrable=True) on a run triggered elsewhere. Deferring the operator itself "
-    "needs a sluicegate server to run the sync (remote mode), which this version does not "
-    "offer yet."
+    "SyncOperator(deferrable=True) cannot release the worker slot: connection {conn!r} has no "
+    "host, so the sync runs inside this task (embedded mode) and the task is busy for as long "
+    "as data moves. Either leave deferrable unset (or False), or point the connection at a "
+    "sluicegate server (host http(s)://..., password: its API token) so that the server runs the "
+    "sync and the wait moves to the triggerer."
 )
 NO_WAIT_IN_TASK = (
-    "SyncOperator(wait_for_completion=False) would queue a run that nothing executes: in "
-    "embedded mode the sync runs inside this task. Leave wait_for_completion=True; returning "
-    "at once needs a sluicegate server to run the sync (remote mode), which this version does "
-    "not offer yet."
+    "SyncOperator(wait_for_completion=False) would queue a run that nothing executes: "
+    "connection {conn!r} has no host, so syncs run inside the task (embedded mode). Leave "
+    "wait_for_completion=True, or point the connection at a sluicegate server (host "
+    "http(s)://..., password: its API token), which executes the run while the task returns."
 )
+#: Statuses of a run still under way (anything else but completed/failed fails closed).
+_PENDING = frozenset({"queued", "working"})
+#: Consecutive failed reads of a remote run tolerated before the task fails.
+MAX_READ_FAILURES = 5
 
 
 class SyncOperator(BaseOperator):
-    """Trigger a run of a sync and execute it in this task (embedded mode).
+    """Trigger a run of a sync, and execute it in this task or have a server execute it.
+
+    The connection decides (see :class:`~sluicegate.airflow.hooks.sluicegate.SluicegateHook`):
+
+    * **embedded** (no host): the run executes in this task, as described below;
+    * **remote / Census** (host ``http(s)://``): ``POST /syncs/{id}/trigger`` on a sluicegate
+      server or on Fivetran Activations, which execute the run. With
+      ``wait_for_completion=False`` the task returns the run id at once (Census semantics; wait
+      with :class:`~sluicegate.airflow.sensors.sluicegate.SyncSensor`). Otherwise it polls
+      ``GET /sync_runs/{id}`` every ``poll_interval`` seconds, or, with ``deferrable=True``,
+      hands the wait to :class:`~sluicegate.airflow.triggers.sluicegate.SyncRunTrigger` and
+      releases the worker slot. Killing the task or reaching ``timeout`` sends
+      ``POST /sync_runs/{id}/cancel``.
 
     The task succeeds when the run completes and fails, with the run's error message, when the
     run fails. Sync state advances only on destination acknowledgement, so retrying a failed
@@ -65,7 +83,9 @@ class SyncOperator(BaseOperator):
       run then fails);
     * ``counts``: the run's count fields (Census names plus ``planned``/``succeeded``/``failed``
       by adds, changes and removes);
-    * ``return_value``: the run id, for ``SyncSensor`` or any downstream task.
+    * ``return_value``: the run id, for ``SyncSensor`` or any downstream task;
+    * ``sync_run_url`` (remote and Census modes): the run's page, also the task's extra link
+      "Sync run".
 
     :param sync_id: the sync's id (or, for compatibility, its name). Templated; a rendered
         string of digits is taken as an id.
@@ -74,15 +94,18 @@ class SyncOperator(BaseOperator):
     :param full_resync: resend every row instead of only what changed since the last
         acknowledged delivery. Templated (``"true"``/``"false"`` are understood).
         ``full_sync`` is accepted as another name for it.
-    :param wait_for_completion: wait for the run to end (the default, and the only choice in
-        embedded mode, where this task executes the run).
-    :param deferrable: release the worker slot while waiting. Defaults to Airflow's
-        ``[operators] default_deferrable``. In embedded mode the sync runs in this task, so
-        there is nothing to defer: an explicit ``deferrable=True`` is refused when the DAG is
-        parsed, and ``default_deferrable = True`` is noted in the log and otherwise ignored.
+    :param wait_for_completion: wait for the run to end (the default). ``False``: return the
+        run id as soon as the server accepted the trigger (remote and Census modes only; in
+        embedded mode this task is what executes the run, and the task fails saying so).
+    :param deferrable: release the worker slot while waiting (remote and Census modes).
+        Defaults to Airflow's ``[operators] default_deferrable``. In embedded mode the sync runs
+        in this task, so there is nothing to defer: an explicit ``deferrable=True`` fails the
+        task with an explanation, and ``default_deferrable = True`` is noted in the log and
+        otherwise ignored.
     :param timeout: seconds (or a ``timedelta``) the run may take; past it the run is canceled
         and the task fails. ``None``: no limit (Airflow's ``execution_timeout`` still applies).
-    :param poll_interval: seconds between progress lines in the log while the run works.
+    :param poll_interval: seconds between reads of a remote run, and between progress lines in
+        the log while an embedded run works.
     :param max_rejected_records: fail when more rows than this were not delivered (rejected by
         the destination or invalid), although the run completed. ``None``: no limit.
     :param max_rejected_share: the same as a share (0 to 1) of the rows the run had to deliver.
@@ -90,6 +113,10 @@ class SyncOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("sync_id", "sync_name", "sluicegate_conn_id", "full_resync")
     ui_color = "#cfe8f3"
+    operator_extra_links = (SyncRunLink(),)
+    #: Embedded mode with wait_for_completion=False: refuse (SyncOperator), or run the sync in
+    #: the task anyway (CensusOperator, whose contract is "trigger and return the run id").
+    _embedded_runs_without_wait = False
 
     #: Seconds to wait, after a cancel request, for the run to record that it was canceled.
     cancel_wait: float = 120.0
@@ -120,16 +147,13 @@ class SyncOperator(BaseOperator):
             if full_resync not in (False, full_sync):
                 raise ValueError("full_sync is another name for full_resync: give only one")
             full_resync = full_sync
-        if not wait_for_completion:
-            raise ValueError(NO_WAIT_IN_TASK)
-        if deferrable:
-            raise ValueError(NOT_DEFERRABLE_IN_TASK)
         self.sync_id = sync_id
         self.sync_name = sync_name
         self.sluicegate_conn_id = sluicegate_conn_id
         self.full_resync = full_resync
-        self.wait_for_completion = True
-        self.deferrable = default_deferrable() if deferrable is None else False
+        self.wait_for_completion = bool(wait_for_completion)
+        self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
+        self._deferrable_asked = bool(deferrable)
         self.timeout = _seconds(timeout, "timeout")
         self.poll_interval = _seconds(poll_interval, "poll_interval") or 30.0
         self.max_rejected_records = check_rejection_limits(
@@ -143,6 +167,7 @@ class SyncOperator(BaseOperator):
         self._run_id: int | None = None
         self._ended: threading.Event | None = None
         self._cancel_requested = False
+        self._client: ApiClient | None = None
 
     @property
     def full_sync(self) -> bool | str:
@@ -166,16 +191,31 @@ class SyncOperator(BaseOperator):
             full = parse_bool(self.full_resync, "full_resync")
         except ValueError as err:
             raise AirflowException(str(err)) from err
+        hook = SluicegateHook(sluicegate_conn_id=self.sluicegate_conn_id)
+        if hook.get_mode() == EMBEDDED:
+            return self._execute_embedded(context, hook, sync, full)
+        return self._execute_remote(context, hook, sync, full)
+
+    # ------------------------------------------------------------------ embedded mode
+
+    def _execute_embedded(
+        self, context: Context, hook: SluicegateHook, sync: int | str, full: bool
+    ) -> int:
+        if not self.wait_for_completion and not self._embedded_runs_without_wait:
+            raise AirflowException(NO_WAIT_IN_TASK.format(conn=self.sluicegate_conn_id))
+        if self._deferrable_asked:
+            raise AirflowException(NOT_DEFERRABLE_IN_TASK.format(conn=self.sluicegate_conn_id))
         if self.deferrable:
             self.log.info(
                 "[operators] default_deferrable is on, but in embedded mode the sync runs in "
                 "this task: nothing to defer"
             )
-        engine = SluicegateHook(sluicegate_conn_id=self.sluicegate_conn_id).get_engine()
+        engine = hook.get_engine()
 
         ti = context["ti"]
         run_id = engine.trigger(sync, full_sync=full, reason=_reason(ti))
         ti.xcom_push(key="sync_run_id", value=run_id)
+        ti.xcom_push(key=XCOM_RUN_URL, value=None)  # no run page in-task: the link is empty
         self.log.info(
             "Triggered %ssync %r: run %d; running it in this task",
             "full " if full else "",
@@ -184,7 +224,11 @@ class SyncOperator(BaseOperator):
         )
 
         run = self._run_and_watch(engine, run_id)
-        ti.xcom_push(key="counts", value=counts_of(run))
+        return self._finish(context, run_id, run)
+
+    def _finish(self, context: Context, run_id: int, run: Any) -> int:
+        """Push the counts, log the summary, and fail as the run (or the limits) say."""
+        context["ti"].xcom_push(key="counts", value=counts_of(run))
         self.log.info("%s", summarize(run))
 
         status = run.get("status")
@@ -198,6 +242,166 @@ class SyncOperator(BaseOperator):
         if problem:
             raise AirflowException(problem)
         return run_id
+
+    # ------------------------------------------------------------------ remote and Census modes
+
+    def _execute_remote(
+        self, context: Context, hook: SluicegateHook, sync: int | str, full: bool
+    ) -> int:
+        client = hook.get_client()
+        ti = context["ti"]
+        run_id = client.trigger(sync, full_sync=full)
+        ti.xcom_push(key="sync_run_id", value=run_id)
+        url = client.run_url(run_id, sync)
+        ti.xcom_push(key=XCOM_RUN_URL, value=url)
+        self.log.info(
+            "Triggered %ssync %r on %s: run %d (%s)",
+            "full " if full else "",
+            sync,
+            client.base,
+            run_id,
+            url,
+        )
+        if not self.wait_for_completion:
+            return run_id
+        if self.deferrable:
+            from sluicegate.airflow.triggers.sluicegate import SyncRunTrigger
+
+            self.defer(
+                trigger=SyncRunTrigger(
+                    sync_run_id=run_id,
+                    sluicegate_conn_id=self.sluicegate_conn_id,
+                    poll_interval=self.poll_interval,
+                    end_time=None if self.timeout is None else time.time() + self.timeout,
+                ),
+                method_name="execute_complete",
+            )
+        run = self._poll_remote(client, run_id)
+        return self._finish(context, run_id, run)
+
+    def _poll_remote(self, client: ApiClient, run_id: int) -> dict[str, Any]:
+        """Read the run every poll_interval until it ends; cancel it on timeout or kill."""
+        from sluicegate.airflow._api import ApiError
+
+        self._client, self._run_id = client, run_id
+        self._cancel_requested = False
+        started = time.monotonic()
+        failures = 0
+        last_status = None
+        try:
+            while True:
+                try:
+                    run = client.get_run(run_id)
+                except ApiError as err:
+                    failures += 1
+                    if not err.transient or failures >= MAX_READ_FAILURES:
+                        raise
+                    self.log.warning("reading sync run %d failed (will retry): %s", run_id, err)
+                else:
+                    failures = 0
+                    status = run.get("status")
+                    if status in ("completed", "failed"):
+                        self._run_id = None  # ended: nothing for on_kill to cancel
+                        return run
+                    if status not in _PENDING:
+                        self._run_id = None
+                        raise AirflowException(
+                            f"sync run {run_id} has status {status!r}, which this version of "
+                            "sluicegate does not know; expected queued, working, completed or "
+                            "failed. Failing rather than waiting on it."
+                        )
+                    if status != last_status:
+                        self.log.info(
+                            "sync run %d is %s%s",
+                            run_id,
+                            status,
+                            f": {run['current_step']}" if run.get("current_step") else "",
+                        )
+                        last_status = status
+                wait = self.poll_interval
+                if self.timeout is not None:
+                    left = started + self.timeout - time.monotonic()
+                    if left <= 0:
+                        self._cancel_remote(client, run_id, f"timeout={self.timeout:g}s passed")
+                        raise AirflowException(
+                            f"sync run {run_id} did not finish within timeout={self.timeout:g}s "
+                            "and was canceled"
+                        )
+                    wait = min(wait, left)
+                time.sleep(wait)
+        except BaseException:
+            # execution_timeout, SIGTERM on Airflow 2, Ctrl-C, the server no longer answering:
+            # the task is ending, so the run must not go on without it (a retry of the task
+            # triggers a new run, which sends whatever this one did not deliver).
+            if self._run_id is not None:
+                self._cancel_remote(client, run_id, "the task was interrupted")
+            raise
+
+    def _cancel_remote(self, client: ApiClient, run_id: int, why: str) -> None:
+        if self._cancel_requested:
+            return
+        self._cancel_requested = True
+        self.log.warning("Canceling sync run %d on %s: %s", run_id, client.base, why)
+        try:
+            client.cancel(run_id)
+        except Exception as err:  # e.g. 409: it ended in the meantime
+            self.log.info("sync run %d was not canceled: %s", run_id, err)
+
+    def execute_complete(self, context: Context, event: Any = None) -> int:
+        """Resume after :class:`SyncRunTrigger` fired (deferrable remote mode)."""
+        if not isinstance(event, Mapping):
+            raise AirflowException(f"SyncRunTrigger sent no usable event: {event!r}")
+        status = event.get("status")
+        run_id = int(event.get("sync_run_id") or 0)
+        run = event.get("run") or {}
+        if status in ("completed", "failed"):
+            return self._finish(context, run_id, run)
+        if status == "timeout":
+            client = SluicegateHook(sluicegate_conn_id=self.sluicegate_conn_id).get_client()
+            self._cancel_remote(client, run_id, f"timeout={self.timeout}s passed")
+            raise AirflowException(
+                f"sync run {run_id} did not finish within timeout={self.timeout}s and was canceled"
+            )
+        if status == "error":
+            raise AirflowException(str(event.get("message") or f"following sync run {run_id} failed"))
+        raise AirflowException(
+            f"SyncRunTrigger sent an event with status {status!r} for sync run {run_id}, which "
+            "this operator does not know; expected completed, failed, timeout or error"
+        )
+
+    # ------------------------------------------------------------------ lineage
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (when ``apache-airflow-providers-openlineage`` is installed): the table
+        the sync reads as input, the destination object as output. See :meth:`lineage`."""
+        try:
+            from airflow.providers.common.compat.openlineage.facet import Dataset
+            from airflow.providers.openlineage.extractors import OperatorLineage
+        except ImportError:
+            return None
+        found = self.lineage()
+        if found is None:
+            return OperatorLineage()
+        inputs, outputs = found
+        return OperatorLineage(
+            inputs=[Dataset(namespace=ns, name=name) for ns, name in inputs],
+            outputs=[Dataset(namespace=ns, name=name) for ns, name in outputs],
+        )
+
+    def lineage(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]] | None:
+        """``(inputs, outputs)`` as OpenLineage ``(namespace, name)`` pairs, or None when the
+        sync cannot be described (it reads a query, or the API did not answer).
+
+        Embedded: from the project (source URL without credentials, table or dbt model,
+        destination type and object). Remote and Census: from ``GET /syncs/{id}``.
+        """
+        from sluicegate.airflow._lineage import lineage_of
+
+        try:
+            return lineage_of(SluicegateHook(sluicegate_conn_id=self.sluicegate_conn_id), self._sync())
+        except Exception as err:  # lineage is best effort; never fails the task
+            self.log.warning("no lineage for sync %r: %s", self.sync_id or self.sync_name, err)
+            return None
 
     def _run_and_watch(self, engine: Engine, run_id: int) -> Run:
         """Execute the run in a thread; cancel it on timeout, kill or interruption."""
@@ -294,7 +498,12 @@ class SyncOperator(BaseOperator):
             )
 
     def on_kill(self) -> None:
-        """Cancel the run this task is executing (Airflow calls this when the task is killed)."""
+        """Cancel the run this task is executing or waiting for (Airflow calls this when the
+        task is killed): in embedded mode through the engine, else ``POST .../cancel``."""
+        if self._client is not None:
+            if self._run_id is not None:
+                self._cancel_remote(self._client, self._run_id, "the task was killed")
+            return
         engine, run_id, ended = self._engine, self._run_id, self._ended
         if engine is None or run_id is None or ended is None or ended.is_set():
             return

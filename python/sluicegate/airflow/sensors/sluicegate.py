@@ -21,22 +21,27 @@ from sluicegate.airflow._util import (
     rejection_problem,
     summarize,
 )
-from sluicegate.airflow.hooks.sluicegate import SluicegateHook
+from sluicegate.airflow.hooks.sluicegate import EMBEDDED, SluicegateHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from sluicegate.airflow._api import ApiClient
     from sluicegate.engine import Engine
 
 __all__ = ["SyncSensor"]
 
 _PENDING = frozenset({"queued", "working"})
+#: Consecutive failed reads of a remote run (no answer, 429, 5xx) tolerated before failing.
+MAX_READ_FAILURES = 5
 
 
 class SyncSensor(BaseSensorOperator):
     """Wait until a sync run is ``completed``; fail as soon as it is ``failed``.
 
-    Reads the run from the state store the connection points at (no server needed).
+    Reads the run from the state store the connection points at (embedded mode: no server
+    needed), or with ``GET /sync_runs/{id}`` from the sluicegate server or Fivetran Activations
+    the connection's host names (remote and Census modes).
 
     :param sync_run_id: the run to wait for. Templated; usually
         ``"{{ ti.xcom_pull(task_ids='<SyncOperator task>') }}"``, which renders as a string.
@@ -84,6 +89,10 @@ class SyncSensor(BaseSensorOperator):
             max_rejected_share, "max_rejected_share", share=True
         )
         self._engine: Engine | None = None
+        self._client: ApiClient | None = None
+        self._mode: str | None = None
+        #: Consecutive failed reads of a remote run (a poke that fails is retried at the next).
+        self._read_failures = 0
 
     def _run_id(self) -> int:
         try:
@@ -114,10 +123,9 @@ class SyncSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         run_id = self._run_id()
-        if self._engine is None:  # one engine per task process, reused across pokes
-            self._engine = SluicegateHook(sluicegate_conn_id=self.sluicegate_conn_id).get_engine()
-
-        run = self._engine.get_run(run_id)
+        run = self._read(run_id)
+        if run is None:
+            return False
         status = run.get("status")
         if status == "completed":
             self._finish(run)
@@ -131,6 +139,32 @@ class SyncSensor(BaseSensorOperator):
             f"sync run {run_id} has status {status!r}, which this sensor does not know; "
             "expected queued, working, completed or failed"
         )
+
+    def _read(self, run_id: int) -> Any:
+        """The run, from the store or the API; None when a remote read failed transiently."""
+        if self._mode is None:
+            hook = SluicegateHook(sluicegate_conn_id=self.sluicegate_conn_id)
+            self._mode = hook.get_mode()
+            # One engine or client per task process, reused across pokes.
+            if self._mode == EMBEDDED:
+                self._engine = hook.get_engine()
+            else:
+                self._client = hook.get_client()
+        if self._client is None:
+            assert self._engine is not None
+            return self._engine.get_run(run_id)
+        from sluicegate.airflow._api import ApiError
+
+        try:
+            run = self._client.get_run(run_id)
+        except ApiError as err:
+            self._read_failures += 1
+            if not err.transient or self._read_failures >= MAX_READ_FAILURES:
+                raise
+            self.log.warning("reading sync run %d failed (will retry): %s", run_id, err)
+            return None
+        self._read_failures = 0
+        return run
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> None:
         """Resume after :class:`SyncRunTrigger` fired: succeed, fail or time out as it says."""

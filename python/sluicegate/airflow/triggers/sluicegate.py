@@ -1,9 +1,12 @@
 """Airflow trigger that waits for a sluicegate sync run in the triggerer, without a worker slot.
 
-:class:`SyncRunTrigger` is what ``SyncSensor(deferrable=True)`` hands the wait to. Its
-:meth:`~SyncRunTrigger.run` reads the run from the state store through the engine's async
-bridge (``Engine.get_run_async``): the read happens on the engine's own threads and the
-triggerer's event loop keeps serving every other trigger meanwhile.
+:class:`SyncRunTrigger` is what ``SyncSensor(deferrable=True)`` and, in remote mode,
+``SyncOperator(deferrable=True)`` hand the wait to. Its :meth:`~SyncRunTrigger.run` reads the
+run without ever blocking the triggerer's event loop:
+
+* embedded connection: from the state store, through the engine's async bridge
+  (``Engine.get_run_async``), on the engine's own threads;
+* remote or Census connection: ``GET /sync_runs/{id}`` with ``httpx.AsyncClient``.
 
 Events (``TriggerEvent.payload``), one per trigger, always JSON:
 
@@ -26,7 +29,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from sluicegate.airflow._util import run_for_event, summarize
-from sluicegate.airflow.hooks.sluicegate import SluicegateHook
+from sluicegate.airflow.hooks.sluicegate import EMBEDDED, SluicegateHook
 
 __all__ = ["SyncRunTrigger"]
 
@@ -75,25 +78,59 @@ class SyncRunTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         run_id = self.sync_run_id
+        hook = SluicegateHook(sluicegate_conn_id=self.sluicegate_conn_id)
+        http = None
         try:
-            engine = await SluicegateHook(sluicegate_conn_id=self.sluicegate_conn_id).aget_engine()
+            missing: tuple[type[BaseException], ...] = ()
+            if await hook.aget_mode() == EMBEDDED:
+                from sluicegate.exceptions import RunNotFoundError
+
+                engine = await hook.aget_engine()
+                read = engine.get_run_async
+                missing = (RunNotFoundError,)
+            else:
+                client = await hook.aget_client()
+                http = client.async_http()
+
+                async def read(run_id: int) -> Any:
+                    return await client.aget_run(run_id, http)
+
         except Exception as err:
             yield self._event(
-                "error", message=f"cannot open the sluicegate engine to follow sync run {run_id}: {err}"
+                "error", message=f"cannot follow sync run {run_id} through connection "
+                f"{self.sluicegate_conn_id!r}: {err}"
             )
             return
+        try:
+            async for event in self._poll(read, missing):
+                yield event
+                return
+        finally:
+            if http is not None:
+                await http.aclose()
 
-        from sluicegate.exceptions import RunNotFoundError
+    async def _poll(
+        self, read: Any, missing: tuple[type[BaseException], ...]
+    ) -> AsyncIterator[TriggerEvent]:
+        """Read the run every poll_interval until it ends; yield the one event. ``missing``:
+        the exceptions that mean "no such run" (besides an API's 404)."""
+        from sluicegate.airflow._api import ApiError
 
+        run_id = self.sync_run_id
         failures = 0
         last_run: dict[str, Any] | None = None
         last_status = None
         while True:
             try:
-                run = await engine.get_run_async(run_id)
+                run = await read(run_id)
             except Exception as err:
-                if isinstance(err, RunNotFoundError):
+                if isinstance(err, missing) or (
+                    isinstance(err, ApiError) and err.status == 404
+                ):
                     yield self._event("error", message=f"sync run {run_id} does not exist: {err}")
+                    return
+                if isinstance(err, ApiError) and not err.transient:  # 401, 403, 400: final
+                    yield self._event("error", message=f"cannot read sync run {run_id}: {err}")
                     return
                 failures += 1
                 if failures >= MAX_READ_FAILURES:
