@@ -554,8 +554,9 @@ def chart(data: dict, summ: dict, path: Path) -> None:
     width = 0.8 / (len(tools) + 1)
     colors = {"sluicegate": "#1f77b4", "dlt": "#ff7f0e", "drt": "#2ca02c", "plain": "#9467bd", "floor": "#7f7f7f"}
     for j, tool in enumerate(["floor", *tools]):
-        xs, ys = [], []
+        xs, ys, hatches = [], [], []
         for i, sc in enumerate(scens):
+            s = None
             sz = size if sc in ("S1", "S2", "S3", "S4") else (str(data["rate_rows"]) if sc == "S5" else str(data["small_rows"]))
             if tool == "floor":
                 v = floor_for(data, size, sc)
@@ -566,10 +567,16 @@ def chart(data: dict, summ: dict, path: Path) -> None:
             if v:
                 xs.append(i + (j - len(tools) / 2) * width)
                 ys.append(v)
-        ax.bar(xs, ys, width, label="physical limit" if tool == "floor" else tool, color=colors.get(tool))
+                hatches.append("//" if tool != "floor" and s and s["missed"] else "")
+        bars = ax.bar(xs, ys, width, label="physical limit" if tool == "floor" else tool, color=colors.get(tool))
+        for b, h in zip(bars, hatches):
+            b.set_hatch(h)
     ax.set_yscale("log")
     ax.set_xticks(range(len(scens)))
-    ax.set_xticklabels([f"{s}\n{TITLES[s].split('(')[0].strip()}" for s in scens], fontsize=8)
+    short = {"S1": "full sync", "S2": "no change", "S3": "1 % bumped", "S4": "silent upd.\n+ deletes",
+             "S5": "rate-limited", "S6": "flaky", "S7": "kill -9\n+ resume"}
+    ax.set_xticklabels([f"{s}\n{short[s]}" for s in scens], fontsize=9)
+    ax.text(0.99, 0.01, "hatched: rows missed", transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
     ax.set_ylabel("wall time, s (log scale, median; lower is better)")
     ax.set_title(f"sluicegate and peers, {int(size):,}-row table (S5: {data['rate_rows']:,} rows, S6/S7: {data['small_rows']:,} rows)")
     ax.legend()
@@ -577,6 +584,42 @@ def chart(data: dict, summ: dict, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+
+
+def verdicts(data: dict, summ: dict) -> list[str]:
+    """One line per scenario: the fastest tool among those that ran cleanly and missed nothing,
+    and, where sluicegate is not that tool (or missed rows), a plain statement that it lost."""
+    lines = []
+    keys = sorted({(k[0], k[1]) for k in summ if k[1] != "S8"}, key=lambda k: (k[1], k[0]))
+    for sz, sc in keys:
+        cells = {t: summ[(sz, sc, t)] for t in data["tools"] if (sz, sc, t) in summ}
+        good = {t: c for t, c in cells.items() if c["ok"] == c["runs"] and not c["missed"]}
+        bad = [f"{t} missed {fmt(c['missed'])} rows" if c["missed"] else f"{t} failed"
+               for t, c in cells.items() if t not in good]
+        tail = f" ({'; '.join(bad)})" if bad else ""
+        if not good:
+            lines.append(f"- {sc} at {int(sz):,} rows: no tool ran cleanly{tail}.")
+            continue
+        best = min(good, key=lambda t: good[t]["wall"])
+        ours = cells.get("sluicegate")
+        if best == "sluicegate":
+            others = [good[t]["wall"] for t in good if t != best]
+            margin = f", {min(others) / ours['wall']:.1f}x faster than the next correct tool" if others else ""
+            lines.append(f"- {sc} ({TITLES[sc]}) at {int(sz):,} rows: **sluicegate** wins, {ours['wall']:.2f} s{margin}{tail}.")
+        else:
+            how = (f"sluicegate took {ours['wall']:.2f} s, {ours['wall'] / good[best]['wall']:.2f}x {best}'s "
+                   f"{good[best]['wall']:.2f} s") if ours and ours["wall"] else "sluicegate has no result"
+            if ours and ours["missed"]:
+                how += f" and missed {fmt(ours['missed'])} rows"
+            lines.append(f"- {sc} ({TITLES[sc]}) at {int(sz):,} rows: **sluicegate loses** to {best}: {how}{tail}.")
+    s8 = {k[2]: v for k, v in summ.items() if k[1] == "S8"}
+    if "sluicegate" in s8 and "airflow" in s8:
+        added = s8["sluicegate"]["wall"] - s8["airflow"]["wall"]
+        peers = [(t, s8[t]["wall"] - s8["python"]["wall"]) for t in ("dlt", "drt", "plain") if t in s8 and "python" in s8]
+        lines.append(f"- S8 (DAG parse cost): sluicegate's operator and sensor add {added * 1000:+.0f} ms to a bare "
+                     "Airflow DAG's parse; the peers' top-level imports add "
+                     + ", ".join(f"{t} {v * 1000:+.0f} ms" for t, v in peers) + ".")
+    return lines
 
 
 def report(data: dict, out: Path, chart_path: Path) -> None:
@@ -641,9 +684,9 @@ def report(data: dict, out: Path, chart_path: Path) -> None:
         w("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
         for sz, sc in scen_rows:
             fl = floor_for(data, size if size != "other" else None, sc) if sc in ("S1", "S2", "S3", "S4") else floor_for(data, None, sc)
-            if fl:
+            if fl and any(summ.get((sz, sc, t)) for t in data["tools"]):
                 label = "COPY TO STDOUT" if sc != "S5" else "allowed rate"
-                rps = int(sz) / fl["wall"] if sc in ("S1", "S5") or sc in ("S6", "S7") else int(sz) / fl["wall"]
+                rps = int(sz) / fl["wall"]
                 w(f"| {sc} {TITLES[sc]} | *limit: {label}* | {fl['wall']:.2f} | {rps:,.0f} | | | | 1.00 | | |")
             ours = summ.get((sz, sc, "sluicegate"))
             for tool in data["tools"]:
@@ -665,7 +708,7 @@ def report(data: dict, out: Path, chart_path: Path) -> None:
                 if sc == "S7":
                     notes.append(f"killed after {fmt(s['killed_at'])} rows had arrived; the resumed run sent "
                                  f"{fmt(s['resent_after_kill'])}; {fmt(s['duplicates'])} rows sent twice; wall = the resumed run")
-                rows_for_rate = s["sent"] if sc not in ("S1", "S5", "S6", "S7") else int(sz)
+                rows_for_rate = int(sz) if sc != "S5" else s["sent"]
                 rate = (rows_for_rate / s["wall"]) if s["wall"] and rows_for_rate else None
                 xl = s["wall"] / fl["wall"] if fl and s["wall"] else None
                 xs = s["wall"] / ours["wall"] if ours and ours["wall"] and s["wall"] else None
@@ -690,11 +733,15 @@ def report(data: dict, out: Path, chart_path: Path) -> None:
         added = s8[key]["wall"] - base["wall"] if base else None
         w(f"| {key} | {whats.get(key)} | {s8[key]['wall']:.3f} | {fmt(added, '+.3f')} |")
     w("")
-    w("## Findings")
+    w("## Who wins each scenario (computed from the tables above)")
     w("")
-    for line in data.get("findings", []):
+    for line in verdicts(data, summ):
         w(line)
     w("")
+    notes = Path(__file__).with_name("notes.md")
+    if notes.exists():
+        w(notes.read_text().strip())
+        w("")
     w("## How to rerun")
     w("")
     w("```")
@@ -828,9 +875,6 @@ def main() -> int:
                 e.stop()
         data["load"]["end"] = loadavg()
         data["finished"] = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-        findings = work / "findings.md"
-        prev = results_path.exists() and json.loads(results_path.read_text()).get("findings")
-        data["findings"] = findings.read_text().splitlines() if findings.exists() else (prev or [])
         save()
     report(data, Path(a.out), Path(a.chart))
     log(f"wrote {a.out} and {a.chart}")
