@@ -667,7 +667,7 @@ def report(data: dict, out: Path, chart_path: Path) -> None:
     w("- **Rows sent / missed** come from the sink, never from the tool. *Missed* = rows that changed (or exist) "
       "and never arrived. *×limit* = the tool's time over the physical limit measured in the same run: "
       "`psql -c 'COPY (SELECT <12 columns> FROM customers) TO STDOUT' > /dev/null` for every scenario that reads the "
-      "table, and for S5 the shortest time the emulator's budget allows (the first 100 requests at once, then 100 per 10 s). "
+      "table, and for S5 the time the emulator's allowed rate needs (rows / 100 per request / 10 requests per s). "
       "*×sluicegate* = the tool's time over sluicegate's.")
     w("- **Peak RSS**: GNU time's maximum resident set of the tool's process (the largest process of its tree).")
     w("- **Peers**, each set up as its documentation advises, all sending the same JSON arrays to the same sink:")
@@ -698,7 +698,11 @@ def report(data: dict, out: Path, chart_path: Path) -> None:
             if fl and any(summ.get((sz, sc, t)) for t in data["tools"]):
                 label = "COPY TO STDOUT" if sc != "S5" else "allowed rate"
                 rps = int(sz) / fl["wall"]
-                w(f"| {sc} {TITLES[sc]} | *limit: {label}* | {fl['wall']:.2f} | {rps:,.0f} | | | | 1.00 | | |")
+                note = ""
+                if sc == "S5":
+                    note = (f"{RATE_LIMIT} requests per {RATE_WINDOW_S:.0f} s, 100 rows each, sustained; a client that spends "
+                            f"the first window's budget at once can finish in {fl.get('burst_wall', 0):.0f} s")
+                w(f"| {sc} {TITLES[sc]} | *limit: {label}* | {fl['wall']:.2f} | {rps:,.0f} | | | | 1.00 | | {note} |")
             ours = summ.get((sz, sc, "sluicegate"))
             for tool in data["tools"]:
                 s = summ.get((sz, sc, tool))
@@ -864,7 +868,10 @@ def main() -> int:
         if "S5" in a.scenarios:
             generate(ctx.pg, "customers_rate", a.rate_rows)
             req = -(-a.rate_rows // 100)
-            data["floors"]["rate"] = {"wall": max(0, -(-req // RATE_LIMIT) - 1) * RATE_WINDOW_S or req / RATE_LIMIT * RATE_WINDOW_S}
+            # The allowed rate: RATE_LIMIT requests per window, sustained. (Spending the first
+            # window's budget at once can finish one window earlier: reported beside it.)
+            data["floors"]["rate"] = {"wall": req / RATE_LIMIT * RATE_WINDOW_S,
+                                      "burst_wall": max(0, -(-req // RATE_LIMIT) - 1) * RATE_WINDOW_S}
             s5(ctx, a, res, hub)
             save()
         if {"S6", "S7"} & set(a.scenarios):
