@@ -82,7 +82,7 @@ COPY_S=$( { /usr/bin/time -f '%e' psql -X -q "$BENCH_PG_URL" -c "COPY (SELECT * 
 echo "COPY ($TABLE) TO STDOUT for comparison: $COPY_S s"
 echo
 echo "CPU samples per process during the run (all cores; other work on the machine included):"
-perf report -i "$DATA" --no-children --sort comm --stdio -q 2>/dev/null | grep -v '^$' | head -12
+perf report -i "$DATA" --no-children --sort comm --stdio -q -g none 2>/dev/null | grep -v '^$' | head -12
 echo
 echo "sluicegate's hottest functions (self time, share of all samples):"
 perf report -i "$DATA" --no-children --comm sluicegate,tokio-runtime-w --sort symbol --stdio -q -g none \
