@@ -272,7 +272,7 @@ fn destinations_project(base: &str) -> String {
         sync(4, "hs_mirror", "hs", "contacts", "email", "mirror", ""),
         sync(5, "it_upsert", "it", "users", "email", "upsert", ""),
         sync(6, "it_mirror", "it", "users", "email", "mirror", ""),
-        sync(7, "it_events", "it", "events", "email", "append", "    unique_key: id\n"),
+        sync(7, "it_events", "it", "events", "email", "append", "      - {constant: signup, to: eventName}\n    unique_key: id\n"),
         sync(8, "sf_upsert", "sf", "Contact", "External_Id__c", "upsert", ""),
         sync(9, "sf_update", "sf", "Contact", "Email", "update", ""),
         sync(10, "sf_mirror", "sf", "Contact", "External_Id__c", "mirror", ""),
@@ -317,6 +317,18 @@ pub const API_METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "HEA
 impl ApiHarness {
     pub fn new() -> ApiHarness {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+        // The harness lives in a static, never dropped: directories of earlier fuzzing processes
+        // that are gone are removed here instead.
+        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("sluicegate-fuzz-api-") {
+                    if !Path::new(&format!("/proc/{pid}")).exists() {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
         let dir = std::env::temp_dir().join(format!("sluicegate-fuzz-api-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("a temporary directory");

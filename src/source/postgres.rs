@@ -659,14 +659,24 @@ fn decode_array(elem: Scalar, b: &[u8]) -> std::result::Result<Value, String> {
     if ndim <= 0 {
         return Ok(Value::Array(Vec::new()));
     }
-    let mut dims = Vec::with_capacity(ndim as usize);
+    // Capacities are bounded by the bytes at hand (each dimension takes 8, each element at
+    // least 4): a damaged header must not allocate gigabytes.
+    let mut dims = Vec::with_capacity((ndim as usize).min(b.len() / 8));
     for _ in 0..ndim {
         let len = r.i32()?;
         let _lower_bound = r.i32()?;
         dims.push(len.max(0) as usize);
     }
+    // Every element takes at least its 4-byte length: a header claiming more elements than
+    // that is damaged (and would otherwise loop or allocate without bound).
+    let total = dims.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d));
+    match total {
+        Some(0) => return Ok(Value::Array(Vec::new())),
+        Some(n) if n <= r.b.len() / 4 => {}
+        _ => return Err(format!("array header claims dimensions {dims:?}, more elements than its {} bytes hold", r.b.len())),
+    }
     fn level(dims: &[usize], elem: Scalar, r: &mut Reader<'_>) -> std::result::Result<Value, String> {
-        let mut out = Vec::with_capacity(dims[0]);
+        let mut out = Vec::with_capacity(dims[0].min(r.b.len() / 4 + 1));
         for _ in 0..dims[0] {
             if dims.len() > 1 {
                 out.push(level(&dims[1..], elem, r)?);
