@@ -8,6 +8,8 @@ pub mod diff;
 pub mod emulator;
 pub mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod runtime;
 pub mod serve;
 pub mod source;

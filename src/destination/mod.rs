@@ -210,7 +210,19 @@ pub fn transport_error(e: &reqwest::Error, timeout: Duration) -> SendError {
     } else {
         "request failed".to_string()
     };
-    let cause = std::error::Error::source(e).map(|c| format!(": {c}")).unwrap_or_default();
+    // The whole cause chain: hyper's top error ("client error (SendRequest)") says little; the
+    // reason ("connection closed before message completed", "Connection reset by peer") is
+    // further down.
+    let mut cause = String::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(c) = next {
+        let text = c.to_string();
+        if !cause.contains(&text) {
+            cause.push_str(": ");
+            cause.push_str(&text);
+        }
+        next = c.source();
+    }
     SendError::Transient { message: format!("{kind}{cause}"), retry_after: None }
 }
 

@@ -235,7 +235,8 @@ fn datetime(s: &str) -> Option<Value> {
     } else {
         return None;
     };
-    let t = t.to_offset(time::UtcOffset::UTC);
+    // Out of range in UTC (e.g. 9999-12-31T23:00:00-05:00): not a timestamp we can send.
+    let t = t.checked_to_offset(time::UtcOffset::UTC)?;
     let fmt = if t.nanosecond() == 0 {
         t.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
     } else {

@@ -167,9 +167,12 @@ impl Engine {
             }
         }
         let _forget = Forget(self, run_id);
+        // Aborted on drop too: a run whose future is dropped (a task timeout, a cancelled
+        // caller) must stop renewing its lease, or the run would stay `working` for as long as
+        // this process lives and block every later run of its sync.
         let heartbeat = {
             let (store, ctl, executor, lease) = (self.store.clone(), ctl.clone(), self.executor.clone(), self.lease);
-            tokio::spawn(async move {
+            AbortOnDrop(tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(lease / 3).await;
                     match store.heartbeat(run_id, &executor, lease).await {
@@ -185,14 +188,14 @@ impl Engine {
                         Err(e) => tracing::warn!(run_id, "heartbeat failed: {}", e.full_message()),
                     }
                 }
-            })
+            }))
         };
         // Stopping uses the same path as a lost lease: the run stops at its next check, after
         // the batch in flight is answered and committed.
         let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopper = stop.map(|mut stop| {
             let (ctl, stopped) = (ctl.clone(), stopped.clone());
-            tokio::spawn(async move {
+            AbortOnDrop(tokio::spawn(async move {
                 while !*stop.borrow_and_update() {
                     if stop.changed().await.is_err() {
                         return;
@@ -200,17 +203,15 @@ impl Engine {
                 }
                 stopped.store(true, Ordering::Relaxed);
                 ctl.lost.store(true, Ordering::Relaxed);
-            })
+            }))
         });
         let mut counts = RunCounts::default();
         let result = match &sync {
             Ok(sync) => self.execute(&run, sync, &mut counts, progress, &ctl, observer).await,
             Err(e) => Err(Error::config(e.full_message())),
         };
-        heartbeat.abort();
-        if let Some(stopper) = stopper {
-            stopper.abort();
-        }
+        drop(heartbeat);
+        drop(stopper);
         if result.is_err() && stopped.load(Ordering::Relaxed) {
             if self.store.release_run(run_id, &self.executor).await? {
                 tracing::info!(run_id, "worker stopping: run released to the queue after the batch in flight");
@@ -248,4 +249,13 @@ impl Engine {
 /// `dest` with every request reported to `observer`.
 pub(super) fn observed(dest: Arc<dyn Destination>, observer: Arc<dyn SendObserver>, sync_id: i64, destination_type: &str) -> Arc<dyn Destination> {
     Arc::new(Observed { inner: dest, observer, sync_id, destination_type: destination_type.to_string() })
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

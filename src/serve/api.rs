@@ -25,7 +25,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, RawQuery, Request, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -42,6 +43,8 @@ use crate::store::{RecordFilter, RecordKind, RunRecord, RunStatus, StoredRecord,
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 const MAX_PER_PAGE: i64 = 100;
+/// Largest request body taken (a trigger's body is `{"force_full_sync": true}`); more is a 413.
+pub const MAX_BODY: usize = 64 * 1024;
 const DEFAULT_PER_PAGE: i64 = 25;
 
 /// An error answer: `{"status": <http code>, "message": "…"}`.
@@ -103,6 +106,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/sync_runs/{sync_run_id}/records", get(records))
         .route("/sync_runs/{sync_run_id}/records_count", get(records_count))
         .layer(auth.clone())
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .route("/openapi.json", get(openapi))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
@@ -231,7 +235,7 @@ impl PageReq {
 /// `next` URL.
 fn paginated(data: Vec<Value>, total: i64, req: &PageReq, headers: &HeaderMap, uri: &axum::http::Uri) -> Response {
     let last_page = ((total + req.per_page - 1) / req.per_page).max(1);
-    let next_page = (req.page < last_page).then_some(req.page + 1);
+    let next_page = (req.page < last_page).then(|| req.page + 1);
     let prev_page = (req.page > 1).then(|| (req.page - 1).min(last_page));
     let next = next_page.map(|n| {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
@@ -412,7 +416,14 @@ async fn get_sync(State(shared): State<Arc<Shared>>, Path(sync_id): Path<String>
     Ok(success(sync_json(&shared, s).await?))
 }
 
-async fn trigger(State(shared): State<Arc<Shared>>, Path(sync_id): Path<String>, RawQuery(q): RawQuery, body: Bytes) -> ApiResult {
+async fn trigger(
+    State(shared): State<Arc<Shared>>,
+    Path(sync_id): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    // Too large (413) or unreadable: answered in the API's error shape.
+    let body = body.map_err(|r| ApiError::new(r.status(), format!("the request body was refused: {}", r.body_text())))?;
     let params = Params::parse(q);
     let mut full_sync = params.bool("force_full_sync")?.unwrap_or(false);
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad("the request body is not UTF-8 text; send no body, or a JSON object such as {\"force_full_sync\": true}"))?;

@@ -144,6 +144,8 @@ pub struct RawRows {
 }
 
 pub use postgres::RawCodec;
+#[doc(hidden)]
+pub(crate) use postgres::{fuzz_copy, fuzz_value};
 
 impl Rows {
     pub fn len(&self) -> usize {

@@ -659,14 +659,24 @@ fn decode_array(elem: Scalar, b: &[u8]) -> std::result::Result<Value, String> {
     if ndim <= 0 {
         return Ok(Value::Array(Vec::new()));
     }
-    let mut dims = Vec::with_capacity(ndim as usize);
+    // Capacities are bounded by the bytes at hand (each dimension takes 8, each element at
+    // least 4): a damaged header must not allocate gigabytes.
+    let mut dims = Vec::with_capacity((ndim as usize).min(b.len() / 8));
     for _ in 0..ndim {
         let len = r.i32()?;
         let _lower_bound = r.i32()?;
         dims.push(len.max(0) as usize);
     }
+    // Every element takes at least its 4-byte length: a header claiming more elements than
+    // that is damaged (and would otherwise loop or allocate without bound).
+    let total = dims.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d));
+    match total {
+        Some(0) => return Ok(Value::Array(Vec::new())),
+        Some(n) if n <= r.b.len() / 4 => {}
+        _ => return Err(format!("array header claims dimensions {dims:?}, more elements than its {} bytes hold", r.b.len())),
+    }
     fn level(dims: &[usize], elem: Scalar, r: &mut Reader<'_>) -> std::result::Result<Value, String> {
-        let mut out = Vec::with_capacity(dims[0]);
+        let mut out = Vec::with_capacity(dims[0].min(r.b.len() / 4 + 1));
         for _ in 0..dims[0] {
             if dims.len() > 1 {
                 out.push(level(&dims[1..], elem, r)?);
@@ -682,6 +692,68 @@ fn decode_array(elem: Scalar, b: &[u8]) -> std::result::Result<Value, String> {
         Ok(Value::Array(out))
     }
     level(&dims, elem, &mut r)
+}
+
+/// Every decoder, for the fuzzing entries.
+const ALL: [Scalar; 18] = [
+    Scalar::Bool, Scalar::Int2, Scalar::Int4, Scalar::Int8, Scalar::Oid, Scalar::Float4, Scalar::Float8, Scalar::Numeric,
+    Scalar::Text, Scalar::Json, Scalar::Jsonb, Scalar::Uuid, Scalar::Bytea, Scalar::Date, Scalar::Time, Scalar::TimeTz,
+    Scalar::Timestamp, Scalar::TimestampTz,
+];
+
+/// Fuzzing entry (see `crate::fuzzing`): `data[0]` picks the column count (1..=8), the next
+/// bytes each column's decoder, `data[1+n]` the chunk size; the rest is fed to the COPY parser
+/// in chunks and every tuple it yields is split, offset and decoded. Returns the values decoded.
+#[doc(hidden)]
+pub(crate) fn fuzz_copy(data: &[u8]) -> usize {
+    let Some((&n, rest)) = data.split_first() else { return 0 };
+    let n = usize::from(n % 8) + 1;
+    if rest.len() < n + 1 {
+        return 0;
+    }
+    let decoders: Vec<Decoder> = rest[..n]
+        .iter()
+        .map(|b| {
+            let s = ALL[usize::from(b & 0x7f) % ALL.len()];
+            if b & 0x80 != 0 { Decoder::Array(s) } else { Decoder::Scalar(s) }
+        })
+        .collect();
+    let chunk = usize::from(rest[n]).max(1);
+    let stream = &rest[n + 1..];
+    let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    let codec = RawCodec { decoders, columns: names.clone(), type_names: names, prefix: "source `fuzz` (postgres)".into() };
+    let mut parser = CopyParser::new(n);
+    let mut fields = Vec::new();
+    let (mut offsets, mut decoded) = (Vec::new(), 0);
+    for piece in stream.chunks(chunk) {
+        parser.feed(piece);
+        loop {
+            match parser.next_tuple(&mut fields) {
+                Ok(Some(tuple)) => {
+                    let mut split = Vec::new();
+                    codec.split(tuple, &mut split);
+                    codec.offsets(tuple, &mut offsets);
+                    for i in 0..codec.width() {
+                        let _ = codec.format_tag(i);
+                        decoded += usize::from(codec.decode_field(&split, i).is_ok());
+                    }
+                    parser.consume();
+                }
+                Ok(None) => break,
+                Err(_) => return decoded,
+            }
+        }
+    }
+    let _ = parser.finish();
+    decoded
+}
+
+/// Fuzzing entry: one value's binary form decoded as the type `tag` picks.
+#[doc(hidden)]
+pub(crate) fn fuzz_value(tag: u8, b: &[u8]) -> Option<Value> {
+    let s = ALL[usize::from(tag & 0x7f) % ALL.len()];
+    let d = if tag & 0x80 != 0 { Decoder::Array(s) } else { Decoder::Scalar(s) };
+    decode(d, b).ok()
 }
 
 #[cfg(test)]
