@@ -34,6 +34,24 @@ cargo test --locked
 step "cargo test: engine and behavior suites again, with the state store on Postgres"
 SLUICEGATE_TEST_STATE_PG="$SLUICEGATE_TEST_PG_URL" cargo test --locked --test engine --test behaviors
 
+# A short fuzz run of every cargo-fuzz target (libFuzzer on the stable toolchain, without a
+# sanitizer): the committed corpus replayed, then 20 s of new inputs each, written to a scratch
+# directory so the corpus stays as committed. Longer runs: fuzz/README.md.
+step "fuzzing: each target for 20 s"
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
+(cd "$ROOT/fuzz" && cargo fuzz build --sanitizer none -O)
+for t in project convert pg_copy pg_value destinations api; do
+  scratch="$(mktemp -d)"
+  if ! (cd "$ROOT/fuzz" && cargo fuzz run --sanitizer none -O "$t" "$scratch" "corpus/$t" -- \
+      -max_total_time=20 -rss_limit_mb=2048 -timeout=20 >"$scratch.log" 2>&1); then
+    tail -n 60 "$scratch.log" >&2
+    echo "fuzz target $t found a failure (its input is in fuzz/artifacts/$t/)" >&2
+    exit 1
+  fi
+  echo "fuzz target $t: $(grep -Eo 'Done [0-9]+ runs in [0-9]+ second' "$scratch.log" | tail -n 1)"
+  rm -rf "$scratch" "$scratch.log"
+done
+
 make_venv "$ROOT/requirements/airflow3-py311.txt" "$ROOT/requirements/dev.txt"
 
 step "building the extension into $VENV (maturin develop)"
