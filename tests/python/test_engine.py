@@ -204,7 +204,15 @@ def test_version() -> None:
     from sluicegate import _core
 
     assert isinstance(_core.__version__, str) and _core.__version__
-    assert sluicegate.__version__ == metadata.version("sluicegate")
+    assert sluicegate.__version__ == metadata.version("sluicegate") == _core.__version__
+    # The command line reports the same version (it is the same extension).
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "sluicegate", "--version"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert out.split() == ["sluicegate", sluicegate.__version__], out
 
 
 def test_default_state_store_is_next_to_the_project(
