@@ -4,7 +4,7 @@ mod exposures;
 mod quickstart;
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -281,16 +281,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 faults.fail_message = m.clone();
             }
             let emu = WebhookEmulator::start(SocketAddr::new(*host, *port), WebhookEmulatorConfig { faults, reject, discard: *discard }).await?;
-            println!("{}", emu.url);
-            let _ = std::io::stdout().flush();
-            eprintln!(
-                "webhook emulator listening on {url}: POST batches to any path; GET {url}/_emulator/received; Ctrl-C stops",
-                url = emu.url
-            );
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate() => {}
-            }
+            let banner = format!("webhook emulator listening on {url}: POST batches to any path; GET {url}/_emulator/received", url = emu.url);
+            crate::emulator::announce_and_wait(&emu.url, &banner).await;
             emu.stop().await;
             Ok(0)
         }

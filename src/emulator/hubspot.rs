@@ -1039,7 +1039,6 @@ impl HubspotEmulator {
 }
 
 pub async fn run_cli(args: &Args) -> Result<i32> {
-    use std::io::Write;
     if !(0.0..=1.0).contains(&args.error_rate) {
         return Err(Error::other("--error-rate must be between 0 and 1"));
     }
@@ -1061,26 +1060,14 @@ pub async fn run_cli(args: &Args) -> Result<i32> {
         },
     };
     let emu = HubspotEmulator::start(SocketAddr::new(args.host, args.port), config).await?;
-    println!("{}", emu.url);
-    let _ = std::io::stdout().flush();
-    eprintln!(
-        "hubspot emulator listening on {url} ({} requests per {} ms{}): POST {url}/crm/v3/objects/contacts/batch/upsert; GET {url}/_emulator/stats; Ctrl-C stops",
+    let banner = format!(
+        "hubspot emulator listening on {url} ({} requests per {} ms{}): POST {url}/crm/v3/objects/contacts/batch/upsert; GET {url}/_emulator/stats",
         args.rate_limit,
         args.interval_ms,
         if args.token.is_some() { ", token required" } else { ", any token" },
         url = emu.url
     );
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| Error::other("cannot listen for SIGTERM").with_source(e))?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    super::announce_and_wait(&emu.url, &banner).await;
     emu.stop().await;
     Ok(0)
 }

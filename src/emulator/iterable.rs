@@ -964,7 +964,6 @@ pub struct Args {
 }
 
 pub async fn run_cli(args: &Args) -> Result<i32> {
-    use std::io::Write as _;
     if !(0.0..=1.0).contains(&args.fail_rate) {
         return Err(Error::other("--fail-rate must be between 0 and 1"));
     }
@@ -976,23 +975,11 @@ pub async fn run_cli(args: &Args) -> Result<i32> {
         disallowed_event_names: args.disallow_event.clone(),
     };
     let emu = IterableEmulator::start(SocketAddr::new(args.host, args.port), config).await?;
-    println!("{}", emu.url);
-    let _ = std::io::stdout().flush();
-    eprintln!(
-        "iterable emulator listening on {url}: set the destination's base_url to it; POST /api/users/bulkUpdate, /api/events/trackBulk; GET {url}/_emulator/stats; Ctrl-C stops",
+    let banner = format!(
+        "iterable emulator listening on {url}: set the destination's base_url to it; POST /api/users/bulkUpdate, /api/events/trackBulk; GET {url}/_emulator/stats",
         url = emu.url
     );
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| Error::other("cannot listen for SIGTERM").with_source(e))?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    super::announce_and_wait(&emu.url, &banner).await;
     emu.stop().await;
     Ok(0)
 }

@@ -1554,30 +1554,11 @@ pub async fn run_cli(args: &Args) -> Result<i32> {
         bulk_polls: args.bulk_polls,
     };
     let emu = SalesforceEmulator::start(SocketAddr::new(args.host, args.port), cfg).await?;
-    {
-        use std::io::Write;
-        println!("{}", emu.url);
-        let _ = std::io::stdout().flush();
-    }
-    eprintln!(
-        "salesforce emulator listening on {url}: set login_url to it; GET {url}/_emulator/records/Contact and {url}/_emulator/stats; Ctrl-C stops",
+    let banner = format!(
+        "salesforce emulator listening on {url}: set login_url to it; GET {url}/_emulator/records/Contact and {url}/_emulator/stats",
         url = emu.url
     );
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
+    super::announce_and_wait(&emu.url, &banner).await;
     emu.stop().await;
     Ok(0)
 }
