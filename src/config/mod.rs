@@ -686,7 +686,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "h" => n * 3600.0,
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    // Anything over a year is a typo, and past about 584 billion years it would not fit.
+    (secs.is_finite() && (0.0..=366.0 * 86_400.0).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
 fn duration(d: &mut Diag, node: &Node, path: &str) -> Option<Duration> {
@@ -1190,6 +1191,10 @@ mod tests {
         assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_duration("1.5m"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("soon"), None);
+        // Found by fuzzing: a huge number must be refused, not overflow.
+        assert_eq!(parse_duration(&format!("1{}0ms", "2".repeat(200))), None);
+        assert_eq!(parse_duration("400d"), None);
+        assert_eq!(parse_duration("9000h"), None);
     }
 
     #[test]

@@ -112,6 +112,16 @@ impl Pacer {
 
     /// Take what the destination said about its limit into account.
     pub fn observe(&self, info: &RateInfo) {
+        // Whatever a destination claims, a window longer than a day is not one to pace by (and
+        // must not overflow the clock arithmetic below).
+        let clamped;
+        let info = match info.window {
+            Some(w) if w > Duration::from_secs(86_400) => {
+                clamped = RateInfo { window: Some(Duration::from_secs(86_400)), ..info.clone() };
+                &clamped
+            }
+            _ => info,
+        };
         let mut s = self.state.lock().unwrap();
         let mut interval = s.floor_interval;
         if let (Some(limit), Some(window)) = (info.limit, info.window) {

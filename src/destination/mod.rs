@@ -198,7 +198,8 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        // Capped at a day (a longer wait fails the run all the same) so that it cannot overflow.
+        .map(|s| Duration::from_secs_f64(s.min(86_400.0)))
 }
 
 /// A transport failure (no HTTP answer) as a retryable error with a useful message.
