@@ -146,7 +146,7 @@ pub trait Destination: Send + Sync {
     fn limits(&self) -> Limits;
     /// The bytes this record adds to a request body (default: its JSON length plus a comma).
     fn record_size(&self, _op: Operation, record: &OutRecord<'_>) -> usize {
-        json_size(&Value::Object(record.payload.clone())) + 1
+        json_size(record.payload) + 1
     }
     /// Verify the destination is reachable and the credentials authorized (`validate --check`),
     /// without changing anything there. `Err` says what is wrong and what to do.

@@ -714,7 +714,7 @@ impl Destination for Salesforce {
 
     fn record_size(&self, op: Operation, record: &OutRecord<'_>) -> usize {
         match self.api {
-            SalesforceApi::Collections => json_size(&Value::Object(record.payload.clone())) + 30 + self.object.len(),
+            SalesforceApi::Collections => json_size(record.payload) + 30 + self.object.len(),
             SalesforceApi::Bulk if op == Operation::Delete => 19,
             SalesforceApi::Bulk => {
                 // One CSV line, plus an Id column for updates by lookup.
