@@ -105,6 +105,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/sync_runs/{sync_run_id}/cancel", post(cancel))
         .route("/sync_runs/{sync_run_id}/records", get(records))
         .route("/sync_runs/{sync_run_id}/records_count", get(records_count))
+        .layer(middleware::from_fn(refuse_declared_oversize))
         .layer(auth.clone())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route("/openapi.json", get(openapi))
@@ -129,6 +130,18 @@ async fn require_auth(State(shared): State<Arc<Shared>>, req: Request, next: Nex
     match shared.tokens.check(req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
         Ok(()) => next.run(req).await,
         Err(denied) => ApiError::new(StatusCode::UNAUTHORIZED, denied.message()).into_response(),
+    }
+}
+
+/// A body whose declared `Content-Length` is over [`MAX_BODY`] is refused before any of it is
+/// read (bodies without a length are still cut at the limit while they are read).
+async fn refuse_declared_oversize(req: Request, next: Next) -> Response {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > MAX_BODY as u64 => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body of {n} bytes is over the limit of {MAX_BODY} bytes")).into_response()
+        }
+        _ => next.run(req).await,
     }
 }
 
