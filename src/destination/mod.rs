@@ -164,14 +164,117 @@ pub struct BuildContext<'a> {
 }
 
 /// The destination a sync delivers to.
+///
+/// Every message and rejection reason that leaves it has the destination's configured secrets
+/// masked ([`Scrubbed`]): a service that echoes a token or key back in an error body cannot put
+/// it into run records, rejections, logs or Airflow task errors.
 pub async fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Destination>> {
-    Ok(match &ctx.config.kind {
+    let inner: Arc<dyn Destination> = match &ctx.config.kind {
         DestinationKind::Webhook(c) => Arc::new(webhook::Webhook::new(ctx, c)),
         DestinationKind::Hubspot(c) => hubspot::build(ctx, c).await?,
         DestinationKind::Iterable(c) => iterable::build(ctx, c).await?,
         DestinationKind::Salesforce(c) => salesforce::build(ctx, c).await?,
         DestinationKind::Postgres(c) => postgres::build(ctx, c).await?,
-    })
+    };
+    Ok(Scrubbed::wrap(inner, secret_values(ctx.config)))
+}
+
+/// Shortest secret masked: shorter values would mask ordinary words.
+const MIN_SECRET_LEN: usize = 4;
+
+/// The secret values a destination is configured with: tokens, keys, header values and, for a
+/// connection URL, the whole URL and its password (as written and percent-decoded).
+pub fn secret_values(config: &DestinationConfig) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    match &config.kind {
+        DestinationKind::Webhook(c) => out.extend(c.headers.iter().map(|(_, v)| v.expose().to_string())),
+        DestinationKind::Hubspot(c) => out.push(c.access_token.expose().to_string()),
+        DestinationKind::Iterable(c) => out.push(c.api_key.expose().to_string()),
+        DestinationKind::Salesforce(c) => {
+            out.push(c.client_id.expose().to_string());
+            out.push(c.client_secret.expose().to_string());
+            out.extend(c.refresh_token.iter().map(|t| t.expose().to_string()));
+        }
+        DestinationKind::Postgres(c) => {
+            out.push(c.url.expose().to_string());
+            if let Some(pw) = reqwest::Url::parse(c.url.expose()).ok().and_then(|u| u.password().map(str::to_string)) {
+                if let Ok(decoded) = percent_encoding::percent_decode_str(&pw).decode_utf8() {
+                    out.push(decoded.into_owned());
+                }
+                out.push(pw);
+            }
+        }
+    }
+    out.retain(|s| s.len() >= MIN_SECRET_LEN);
+    // Longest first, so a secret that contains another is masked whole.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// A destination whose messages and rejection reasons have its secrets masked as `***`.
+pub struct Scrubbed {
+    inner: Arc<dyn Destination>,
+    secrets: Vec<String>,
+}
+
+impl Scrubbed {
+    pub fn wrap(inner: Arc<dyn Destination>, secrets: Vec<String>) -> Arc<dyn Destination> {
+        if secrets.is_empty() {
+            return inner;
+        }
+        Arc::new(Scrubbed { inner, secrets })
+    }
+
+    fn scrub(&self, text: &mut String) {
+        for s in &self.secrets {
+            if text.contains(s.as_str()) {
+                *text = text.replace(s.as_str(), "***");
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for Scrubbed {
+    fn describe(&self) -> String {
+        let mut d = self.inner.describe();
+        self.scrub(&mut d);
+        d
+    }
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+    fn record_size(&self, op: Operation, record: &OutRecord<'_>) -> usize {
+        self.inner.record_size(op, record)
+    }
+    async fn check(&self) -> std::result::Result<(), String> {
+        self.inner.check().await.map_err(|mut e| {
+            self.scrub(&mut e);
+            e
+        })
+    }
+    async fn send(&self, op: Operation, records: &[OutRecord<'_>]) -> std::result::Result<Reply, SendError> {
+        match self.inner.send(op, records).await {
+            Ok(mut reply) => {
+                for o in &mut reply.outcomes {
+                    if let Outcome::Rejected(reason) | Outcome::Retry(reason) = o {
+                        self.scrub(reason);
+                    }
+                }
+                Ok(reply)
+            }
+            Err(mut e) => {
+                match &mut e {
+                    SendError::RateLimited { message, .. }
+                    | SendError::Transient { message, .. }
+                    | SendError::Fatal { message }
+                    | SendError::BatchRejected { message } => self.scrub(message),
+                }
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Length of a value's compact JSON text, without building it.
@@ -253,5 +356,128 @@ fn truncate(s: &str, max: usize) -> String {
     } else {
         let cut: String = s.chars().take(max).collect();
         format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Project;
+
+    const TOKEN: &str = "pat-na1-0f3c9e";
+    const KEY: &str = "itk-77aa01";
+    const HEADER: &str = "Bearer whk-4d9e1b";
+    const SF_ID: &str = "sfid-3c1e55";
+    const SF_SECRET: &str = "sfcs-93d1aa";
+    const SF_REFRESH: &str = "sfrt-27aa0b";
+    const PG_PW: &str = "p@ss w0rd/9";
+
+    fn project() -> Project {
+        let text = r#"
+sources:
+  w: { url: "sqlite://w.db" }
+destinations:
+  hs: { type: hubspot, access_token: "${T}" }
+  it: { type: iterable, api_key: "${K}" }
+  wh: { type: webhook, url: "http://127.0.0.1:1/in", headers: { Authorization: "${H}" } }
+  sf: { type: salesforce, login_url: "https://login.salesforce.com", client_id: "${SI}", client_secret: "${SS}", refresh_token: "${SR}" }
+  pg: { type: postgres, url: "${PG}" }
+syncs:
+  - id: 1
+    name: s
+    source: { connection: w, table: t }
+    destination: { connection: wh, object: contacts }
+    primary_identifier: { from: email, to: email }
+    mappings: [ { from: a, to: a } ]
+"#;
+        let pg = format!("postgres://u:{}@127.0.0.1:1/db", "p%40ss%20w0rd%2F9");
+        let env = move |name: &str| -> Option<String> {
+            Some(match name {
+                "T" => TOKEN.into(),
+                "K" => KEY.into(),
+                "H" => HEADER.into(),
+                "SI" => SF_ID.into(),
+                "SS" => SF_SECRET.into(),
+                "SR" => SF_REFRESH.into(),
+                "PG" => pg.clone(),
+                _ => return None,
+            })
+        };
+        Project::from_str_with_env(text, std::path::Path::new("/tmp/sluicegate.yml"), &env).unwrap()
+    }
+
+    /// A destination that says every secret it was given, in every message it has.
+    struct Echo(String);
+
+    #[async_trait::async_trait]
+    impl Destination for Echo {
+        fn describe(&self) -> String {
+            format!("echo {}", self.0)
+        }
+        fn limits(&self) -> Limits {
+            Limits::default()
+        }
+        async fn check(&self) -> std::result::Result<(), String> {
+            Err(format!("401: token {} refused", self.0))
+        }
+        async fn send(&self, op: Operation, records: &[OutRecord<'_>]) -> std::result::Result<Reply, SendError> {
+            match op {
+                Operation::Upsert => Ok(Reply::new(
+                    records.iter().enumerate().map(|(i, _)| if i % 2 == 0 { Outcome::Rejected(format!("bad {}", self.0)) } else { Outcome::Retry(format!("later {}", self.0)) }).collect(),
+                )),
+                Operation::Update => Err(SendError::RateLimited { message: format!("slow {}", self.0), retry_after: None, rate: None }),
+                Operation::Create => Err(SendError::Transient { message: format!("503 {}", self.0), retry_after: None }),
+                Operation::Delete => Err(SendError::Fatal { message: format!("401 {}", self.0) }),
+                Operation::Append => Err(SendError::BatchRejected { message: format!("400 {}", self.0) }),
+            }
+        }
+    }
+
+    fn texts(r: std::result::Result<Reply, SendError>) -> Vec<String> {
+        match r {
+            Ok(reply) => reply
+                .outcomes
+                .into_iter()
+                .map(|o| match o {
+                    Outcome::Rejected(s) | Outcome::Retry(s) => s,
+                    Outcome::Accepted => String::new(),
+                })
+                .collect(),
+            Err(SendError::RateLimited { message, .. } | SendError::Transient { message, .. } | SendError::Fatal { message } | SendError::BatchRejected { message }) => vec![message],
+        }
+    }
+
+    #[tokio::test]
+    async fn every_configured_secret_is_masked_in_every_message_and_reason() {
+        let p = project();
+        let cases: &[(&str, &[&str])] = &[
+            ("hs", &[TOKEN]),
+            ("it", &[KEY]),
+            ("wh", &[HEADER]),
+            ("sf", &[SF_ID, SF_SECRET, SF_REFRESH]),
+            ("pg", &[PG_PW, "p%40ss%20w0rd%2F9"]),
+        ];
+        let payload = Map::new();
+        let recs = [OutRecord { identifier: "a", payload: &payload }, OutRecord { identifier: "b", payload: &payload }];
+        for (name, secrets) in cases {
+            let cfg = &p.destinations[*name];
+            let values = secret_values(cfg);
+            for s in *secrets {
+                assert!(values.iter().any(|v| v == s), "{name}: {s} is not among its secrets");
+                let d = Scrubbed::wrap(Arc::new(Echo(format!("<{s}>"))), values.clone());
+                let mut seen = vec![d.describe(), d.check().await.unwrap_err()];
+                for op in [Operation::Upsert, Operation::Update, Operation::Create, Operation::Delete, Operation::Append] {
+                    seen.extend(texts(d.send(op, &recs).await));
+                }
+                assert_eq!(seen.len(), 8);
+                for t in &seen {
+                    assert!(!t.contains(s), "{name}: {s} leaked in {t:?}");
+                    assert!(t.contains("<***>"), "{name}: the message lost its text: {t:?}");
+                }
+            }
+        }
+        // Short values are not secrets worth masking: they would mask ordinary words.
+        let d = Scrubbed::wrap(Arc::new(Echo("ok".into())), vec!["secret-value".into()]);
+        assert_eq!(d.describe(), "echo ok");
     }
 }
