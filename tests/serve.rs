@@ -334,7 +334,8 @@ async fn cancel_queued_and_working_runs() {
     assert_eq!(a.body, serde_json::json!({"status": "cancelled", "data": {}}));
     let r = api.data(&format!("/sync_runs/{second}")).await;
     assert_eq!((r["status"].as_str(), r["canceled"].as_bool()), (Some("failed"), Some(true)), "{r}");
-    // The working one stops after the batch in flight.
+    // The working one, once it is delivering, stops after the batches in flight.
+    api.wait_run(first, "delivering", Duration::from_secs(30), |r| r["records_processed"].as_i64().unwrap_or(0) > 0 || r["status"] != "working").await;
     let a = api.post(&format!("/api/v1/sync_runs/{first}/cancel")).await;
     assert_eq!(a.status, 200, "{}", a.body);
     let r = api.wait_ended(first).await;
