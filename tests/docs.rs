@@ -527,3 +527,17 @@ fn serve_options_are_documented_with_their_defaults() {
     }
     assert!(rows.len() >= 5, "docs/serve.md flag table has {} rows", rows.len());
 }
+
+#[test]
+fn serve_metrics_are_documented() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let page = std::fs::read_to_string(format!("{root}/docs/serve.md")).unwrap();
+    let code = std::fs::read_to_string(format!("{root}/src/serve/metrics.rs")).unwrap();
+    let names = |text: &str, re: &str| -> BTreeSet<String> {
+        regex::Regex::new(re).unwrap().captures_iter(text).map(|c| c[1].trim_end_matches("_bucket").trim_end_matches("_count").trim_end_matches("_sum").to_string()).collect()
+    };
+    let exported = names(&code, r#""(sluicegate_[a-z_]+)"#);
+    let documented = names(&page, r"`(sluicegate_[a-z_]+)");
+    assert!(exported.len() >= 8, "found only {exported:?} in src/serve/metrics.rs");
+    assert_eq!(documented, exported, "docs/serve.md's metrics and the ones /metrics exports differ");
+}
