@@ -26,7 +26,9 @@ How a command is exercised (see `classify`):
 Python blocks: one that follows `<!-- test: file PATH -->` is written to PATH (a later command
 uses it). One that imports Airflow or `sluicegate.airflow` runs inside a `DAG` context, with
 `dbt_build` (the task the snippets chain after) defined as an `EmptyOperator`, so imports and
-operator arguments are checked. One that imports `sluicegate` runs in the page's project.
+operator arguments are checked. One that imports `sluicegate` runs in the page's project. The
+checks that need Airflow (snippets, connections) run together in one interpreter at the end of
+the page (tests/python/_docs_dag_harness.py), as importing Airflow takes seconds.
 
 What the test substitutes, and why (nothing else is changed):
 
@@ -461,6 +463,7 @@ class Session:
     ports: dict[str, str] = field(default_factory=dict)
     pg_databases: list[str] = field(default_factory=list)
     file_hook: Callable[[str, str], str] | None = None
+    airflow_checks: list[AirflowCheck] = field(default_factory=list)
     counter: int = 0
 
     def fresh(self, stem: str) -> Path:
@@ -565,7 +568,7 @@ class Session:
             for w in words(text)[1:]:
                 name = w.split("=", 1)[0]
                 if name.startswith("AIRFLOW_CONN_"):
-                    check_connection(name, self.env[name], self.env, cmd.where)
+                    self.airflow_checks.append(connection_check(name, self.env[name], cmd.where))
 
     def start(self, cmd: Command, text: str) -> None:
         ws = words(text)
@@ -598,14 +601,15 @@ class Session:
         path = self.fresh("snippet").with_suffix(".py")
         path.write_text(block.text)
         if re.search(r"^\s*(from|import) (airflow|sluicegate\.airflow)", block.text, re.M):
-            argv = ["python", str(DAG_HARNESS), str(path), block.where]
-        elif re.search(r"^\s*(from|import) sluicegate", block.text, re.M):
-            argv = ["python", str(path)]
-        else:
+            task = {"kind": "snippet", "path": str(path), "where": block.where}
+            self.airflow_checks.append(AirflowCheck(block.where, task, lambda _: None))
+            return
+        if not re.search(r"^\s*(from|import) sluicegate", block.text, re.M):
             raise AssertionError(f"{block.where}: a python block this test does not run")
         proc = subprocess.run(
-            argv, cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=300
-        )
+            ["python", str(path)], cwd=self.cwd, env=self.env, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
         assert proc.returncode == 0, f"{block.where}: the snippet failed:\n{proc.stderr[-4000:]}"
 
     def close(self) -> None:
@@ -621,47 +625,58 @@ class Session:
 
 DAG_HARNESS = Path(__file__).with_name("_docs_dag_harness.py")
 
-CONNECTION_CHECK = """
-import json, sys
-from sluicegate.airflow.hooks.sluicegate import SluicegateHook
-hook = SluicegateHook(sluicegate_conn_id=sys.argv[1])
-mode = hook.get_mode()
-out = {"mode": mode}
-if mode == "embedded":
-    s = hook.get_settings()
-    out.update(project=s.project, state=s.state)
-else:
-    out.update(base=hook.get_client().base)
-print(json.dumps(out))
-"""
+
+@dataclass
+class AirflowCheck:
+    """A check that needs Airflow: run in one interpreter per page (see _docs_dag_harness.py)."""
+
+    where: str
+    task: dict[str, str]
+    verify: Callable[[object], None]
 
 
-def check_connection(var: str, value: str, env: dict[str, str], where: str) -> None:
+def connection_check(var: str, value: str, where: str) -> AirflowCheck:
     """Airflow reads the connection, and the hook resolves it to what its JSON says."""
     conn = json.loads(value)
-    conn_id = var.removeprefix("AIRFLOW_CONN_").lower()
-    proc = subprocess.run(
-        ["python", "-c", CONNECTION_CHECK, conn_id], env={**env, var: value},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, f"{where}: the hook cannot use {var}:\n{proc.stderr[-3000:]}"
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
-    host = (conn.get("host") or "").strip()
-    extra = conn.get("extra") or {}
-    if not host:
-        assert got["mode"] == "embedded", f"{where}: {got}"
-        assert got["project"] == extra.get("project"), f"{where}: project {got['project']}"
-        state = extra.get("state")
-        password = conn.get("password")
-        if password:
-            assert state and got["state"].startswith(state.split("://")[0] + "://"), got
-            assert f":{quote(password, safe='')}@" in got["state"], f"{where}: password not used"
+
+    def verify(got: object) -> None:
+        assert isinstance(got, dict), got
+        host = (conn.get("host") or "").strip()
+        extra = conn.get("extra") or {}
+        if not host:
+            assert got["mode"] == "embedded", f"{where}: {got}"
+            assert got["project"] == extra.get("project"), f"{where}: project {got['project']}"
+            state, password = extra.get("state"), conn.get("password")
+            if password:
+                assert state and got["state"].startswith(state.split("://")[0] + "://"), got
+                assert f":{quote(password, safe='')}@" in got["state"], f"{where}: no password"
+            else:
+                assert got["state"] == state, f"{where}: state {got['state']}"
         else:
-            assert got["state"] == state, f"{where}: state {got['state']}"
-    else:
-        want = "census" if "getcensus.com" in host else "remote"
-        assert got["mode"] == want, f"{where}: {host} is {got['mode']} mode, not {want}"
-        assert got["base"].endswith("/api/v1") and host.rstrip("/") in got["base"], got
+            want = "census" if "getcensus.com" in host else "remote"
+            assert got["mode"] == want, f"{where}: {host} is {got['mode']} mode, not {want}"
+            assert got["base"].endswith("/api/v1") and host.rstrip("/") in got["base"], got
+
+    task = {"kind": "connection", "conn_id": var.removeprefix("AIRFLOW_CONN_").lower(),
+            "var": var, "value": value}  # fmt: skip
+    return AirflowCheck(where, task, verify)
+
+
+def run_airflow_checks(checks: list[AirflowCheck], env: dict[str, str], scratch: Path) -> None:
+    if not checks:
+        return
+    tasks = scratch / "airflow-checks.json"
+    tasks.write_text(json.dumps([c.task for c in checks]))
+    proc = subprocess.run(
+        ["python", str(DAG_HARNESS), str(tasks)], env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"the Airflow checks did not run:\n{proc.stderr[-4000:]}"
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for check, result in zip(checks, results, strict=True):
+        if isinstance(result, dict) and "error" in result:
+            raise AssertionError(f"{check.where}: failed with Airflow:\n{result['error']}")
+        check.verify(result)
 
 
 # --------------------------------------------------------------------------- page setups
@@ -786,14 +801,17 @@ def walk(s: Session) -> int:
             s.python(b)
             done += 1
         elif b.language == "json" and '"conn_type"' in b.text:
-            check_connection("AIRFLOW_CONN_SLUICEGATE_DEFAULT", b.text, s.env, b.where)
+            s.airflow_checks.append(
+                connection_check("AIRFLOW_CONN_SLUICEGATE_DEFAULT", b.text, b.where)
+            )
             done += 1
         elif b.language == "dotenv":
             for line in b.text.splitlines():
                 name, _, value = line.partition("=")
                 if name.startswith("AIRFLOW_CONN_"):
-                    check_connection(name, value, s.env, b.where)
+                    s.airflow_checks.append(connection_check(name, value, b.where))
             done += 1
+    run_airflow_checks(s.airflow_checks, s.env, s.dir)
     return done
 
 
