@@ -17,10 +17,10 @@ from _support import REPO
 
 pytest.importorskip("airflow", reason="apache-airflow is not installed")
 
-from sluicegate.airflow import census  # noqa: E402
-from sluicegate.airflow.get_provider_info import CONN_FIELDS  # noqa: E402
-from sluicegate.airflow.operators.sluicegate import SyncOperator  # noqa: E402
-from sluicegate.airflow.sensors.sluicegate import SyncSensor  # noqa: E402
+from sluicegate.airflow import census
+from sluicegate.airflow.get_provider_info import CONN_FIELDS
+from sluicegate.airflow.operators.sluicegate import SyncOperator
+from sluicegate.airflow.sensors.sluicegate import SyncSensor
 
 pytestmark = pytest.mark.airflow
 
@@ -109,7 +109,9 @@ def test_census_defaults_in_the_text() -> None:
         assert having, f"docs/airflow.md: no Census drop-in class takes {name}"
         for cls in having:
             default = parameters(cls)[name].default
-            assert default == value, f"docs/airflow.md: {cls.__name__}({name}=…) defaults to {default!r}"
+            assert default == value, (
+                f"docs/airflow.md: {cls.__name__}({name}=…) defaults to {default!r}"
+            )
 
 
 def test_connection_extra_fields() -> None:

@@ -226,8 +226,12 @@ def check_requirement(spec: str, where: str) -> None:
     name_m = re.search(r'^\[project\]\n(?:.*\n)*?name = "([^"]+)"', pyproject, re.M)
     assert name_m, "pyproject.toml: no [project] name"
     name = name_m.group(1)
-    extras_m = re.search(r"^\[project\.optional-dependencies\]\n((?:[^\[\n].*\n|\n)*)", pyproject, re.M)
-    extras_known = set(re.findall(r"^(\w[\w-]*)\s*=", extras_m.group(1), re.M)) if extras_m else set()
+    extras_m = re.search(
+        r"^\[project\.optional-dependencies\]\n((?:[^\[\n].*\n|\n)*)", pyproject, re.M
+    )
+    extras_known = (
+        set(re.findall(r"^(\w[\w-]*)\s*=", extras_m.group(1), re.M)) if extras_m else set()
+    )
     version = _cargo_version()
     if spec.endswith(".whl"):
         wheel = Path(spec).name
@@ -267,7 +271,9 @@ def check_script(cmd: Command) -> None:
     has a placeholder)."""
     ws = words(cmd.text)
     script = REPO / ws[0]
-    assert script.is_file() and os.access(script, os.X_OK), f"{cmd.where}: {ws[0]} is not executable"
+    assert script.is_file() and os.access(script, os.X_OK), (
+        f"{cmd.where}: {ws[0]} is not executable"
+    )
     syntax = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert syntax.returncode == 0, f"{cmd.where}: {ws[0]} is not valid bash: {syntax.stderr}"
     args = ws[1:]
@@ -370,8 +376,10 @@ def output_matches(expected: list[str], actual: list[str]) -> bool:
             return j == len(act)
         if exp[i].strip() == "…":
             return any(match(i + 1, k) for k in range(j, len(act) + 1))
-        return j < len(act) and bool(_line_pattern(exp[i]).fullmatch(act[j].strip())) and match(
-            i + 1, j + 1
+        return (
+            j < len(act)
+            and bool(_line_pattern(exp[i]).fullmatch(act[j].strip()))
+            and match(i + 1, j + 1)
         )
 
     return match(0, 0)
@@ -379,10 +387,18 @@ def output_matches(expected: list[str], actual: list[str]) -> bool:
 
 def test_output_matching() -> None:
     shown = ["run 2 of sync 1 (x): completed", "…", "done at 2026-01-31T12:00:00.120Z  ok"]
-    assert output_matches(shown, ["run 2 of sync 1 (x): completed", "done at 2027-02-01T01:02:03Z ok"])
-    assert output_matches(shown, ["run 2 of sync 1 (x): completed", "a", "b", "done at 2026-11-21T14:51:23.060Z ok"])
-    assert not output_matches(shown, ["run 3 of sync 1 (x): completed", "done at 2026-01-31T12:00:00Z ok"])
-    assert not output_matches(shown, ["run 2 of sync 1 (x): failed", "done at 2026-01-31T12:00:00Z ok"])
+    assert output_matches(
+        shown, ["run 2 of sync 1 (x): completed", "done at 2027-02-01T01:02:03Z ok"]
+    )
+    assert output_matches(
+        shown, ["run 2 of sync 1 (x): completed", "a", "b", "done at 2026-11-21T14:51:23.060Z ok"]
+    )
+    assert not output_matches(
+        shown, ["run 3 of sync 1 (x): completed", "done at 2026-01-31T12:00:00Z ok"]
+    )
+    assert not output_matches(
+        shown, ["run 2 of sync 1 (x): failed", "done at 2026-01-31T12:00:00Z ok"]
+    )
     assert not output_matches(["a"], ["a", "b"])
     assert output_matches(["sent … rows"], ["sent 10 of 12 rows"])
 
@@ -411,8 +427,7 @@ class Background:
         if m is None:
             self.stop()
             raise AssertionError(
-                f"`{text}` printed {first!r} first, not its URL; stderr: "
-                f"{log.read_text()[-2000:]}"
+                f"`{text}` printed {first!r} first, not its URL; stderr: {log.read_text()[-2000:]}"
             )
         self.url = m.group(0).rstrip("/")
 
@@ -553,8 +568,7 @@ class Session:
         if cmd.expected is not None and any(e.strip() for e in cmd.expected):
             expected = [self.ported(e) for e in cmd.expected]
             assert output_matches(expected, output.splitlines()), (
-                f"{cmd.where}: `{text}` printed:\n{output}\nthe page shows:\n"
-                + "\n".join(expected)
+                f"{cmd.where}: `{text}` printed:\n{output}\nthe page shows:\n" + "\n".join(expected)
             )
         self.cwd = Path((marker.parent / ".after.cwd").read_text().strip())
         env = {}
@@ -582,7 +596,7 @@ class Session:
                 port = str(free_port())
                 self.ports[old] = port
                 text = text.replace(ws[i + 1], ws[i + 1].rsplit(":", 1)[0] + ":" + port)
-        proc = Background(text, self.cwd, self.env, self.fresh("background") .with_suffix(".log"))
+        proc = Background(text, self.cwd, self.env, self.fresh("background").with_suffix(".log"))
         self.procs.append(proc)
         if sluicegate_subcommand(text) == "serve":
             status, body = proc.get("/healthz")
@@ -684,7 +698,9 @@ def run_airflow_checks(checks: list[AirflowCheck], env: dict[str, str], scratch:
 
 def readme_project_file() -> str:
     marked = [b for b in blocks(REPO / "README.md") if b.directive == "file sluicegate.yml"]
-    assert len(marked) == 1, "README.md: mark its project file example `<!-- test: file sluicegate.yml -->`"
+    assert len(marked) == 1, (
+        "README.md: mark its project file example `<!-- test: file sluicegate.yml -->`"
+    )
     return marked[0].text
 
 
@@ -692,9 +708,12 @@ def point_hubspot_at(url: str) -> Callable[[str, str], str]:
     def hook(path: str, text: str) -> str:
         if path != "sluicegate.yml":
             return text
-        out, n = re.subn(r"^(\s*)type: hubspot\n", rf"\g<0>\g<1>base_url: {url}\n", text, flags=re.M)
+        out, n = re.subn(
+            r"^(\s*)type: hubspot\n", rf"\g<0>\g<1>base_url: {url}\n", text, flags=re.M
+        )
         assert n == 1, "README's project file has no `type: hubspot` destination"
         return out
+
     return hook
 
 
@@ -729,12 +748,16 @@ def needs(page: Path) -> list[str]:
                         found.append("SLUICEGATE_TEST_PG_URL (scripts/test.sh starts Postgres)")
                     elif shutil.which("psql") is None:
                         found.append("psql")
-        if b.language == "python" and re.search(r"(from|import) (airflow|sluicegate\.airflow)", b.text):
-            if find_spec("airflow") is None:
-                found.append("apache-airflow")
-        if (b.language == "dotenv" or (b.language == "json" and '"conn_type"' in b.text)):
-            if find_spec("airflow") is None:
-                found.append("apache-airflow")
+        airflow_code = (
+            (
+                b.language == "python"
+                and re.search(r"(from|import) (airflow|sluicegate\.airflow)", b.text)
+            )
+            or b.language == "dotenv"
+            or (b.language == "json" and '"conn_type"' in b.text)
+        )
+        if airflow_code and find_spec("airflow") is None:
+            found.append("apache-airflow")
     return sorted(set(found))
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import functools
 import re
-from pathlib import Path
 
 import pytest
 
@@ -181,10 +180,10 @@ def code_pieces() -> tuple[str, ...]:
 
 def test_the_literal_reader_sees_what_the_check_relies_on() -> None:
     """The extraction itself: placeholders split, escapes undone, concatenations joined."""
-    rust = r'''let x = '"'; // a "comment
+    rust = r"""let x = '"'; // a "comment
         let m = format!("environment variable {name} is not set; write `${{{name}:-default}}`");
         let c = "a long \
-                 line";'''
+                 line";"""
     assert rust_literals(rust) == [
         f"environment variable {_SEP} is not set; write `${{{_SEP}:-default}}`",
         "a long line",
@@ -211,4 +210,3 @@ def test_quoted_message_occurs_in_the_code(line: int, quote: str) -> None:
         f"docs/troubleshooting.md:{line}: {missing!r} (from {quote!r}) occurs in no string "
         "literal of src/ or python/ (between placeholders); the message changed: update the page"
     )
-
