@@ -565,6 +565,8 @@ class Session:
         assert proc.returncode == 0, (
             f"{cmd.where}: `{text}` exited {proc.returncode}:\n{output[-6000:]}"
         )
+        if sluicegate_subcommand(text) == "cancel":  # its RUN_ID is a queued run made for it
+            assert "(canceled)" in output, f"{cmd.where}: `{text}` printed {output!r}"
         if cmd.expected is not None and any(e.strip() for e in cmd.expected):
             expected = [self.ported(e) for e in cmd.expected]
             assert output_matches(expected, output.splitlines()), (
