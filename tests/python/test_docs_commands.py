@@ -884,6 +884,7 @@ def exercised(page: Path) -> bool:
 RUN_PAGES = [p for p in PAGES if exercised(p)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("session", RUN_PAGES, ids=[rel(p) for p in RUN_PAGES], indirect=True)
 def test_page_commands_work(session: Session) -> None:
     started = time.monotonic()
