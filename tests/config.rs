@@ -119,6 +119,12 @@ fn env_vars_interpolate_and_missing_ones_are_errors() {
     assert_eq!(w.url.expose(), "http://127.0.0.1:9/value");
     let e = err(&VALID.replace("http://127.0.0.1:9/x", "http://127.0.0.1:9/${UNSET_VAR_FOR_TEST}"));
     assert!(e.contains("sluicegate.yml:7:10: destinations.hook.url: environment variable UNSET_VAR_FOR_TEST is not set"), "{e}");
+    // The syncs of that destination get no second, misleading error about an unknown name.
+    assert!(e.contains("1 problem"), "one problem, the variable: {e}");
+    assert!(!e.contains("no destination named"), "{e}");
+    // An unknown name is still an error, also when a source has that name.
+    let e = err(&VALID.replace("connection: hook", "connection: warehouse"));
+    assert!(e.contains("no destination named `warehouse`"), "{e}");
 }
 
 #[test]

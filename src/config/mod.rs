@@ -8,7 +8,7 @@
 mod yaml;
 pub mod destinations;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -705,11 +705,15 @@ fn load_project(d: &mut Diag, root: &Node, path: PathBuf, display_path: String, 
         int(d, v, "version", 1, 1);
     }
     let state = top.get("state").and_then(|n| nonempty_string(d, n, "state")).map(Secret);
+    // Every source and destination name given, also those whose settings had errors: a sync
+    // naming one of those gets no second error saying the name is unknown.
+    let (mut defined_sources, mut defined_destinations) = (BTreeSet::new(), BTreeSet::new());
     let mut sources = BTreeMap::new();
     if let Some(node) = top.req(d, "sources", "a mapping of source names to `url: …`") {
         if let Some(mut m) = obj(d, node, "sources", &[]) {
             for (k, v) in m.entries {
                 let name = key_text(k).to_string();
+                defined_sources.insert(name.clone());
                 if let Some(s) = load_source(d, v, &format!("sources.{name}"), &name, &dir) {
                     sources.insert(name, s);
                 }
@@ -723,6 +727,7 @@ fn load_project(d: &mut Diag, root: &Node, path: PathBuf, display_path: String, 
         if let Some(mut m) = obj(d, node, "destinations", &[]) {
             for (k, v) in m.entries {
                 let name = key_text(k).to_string();
+                defined_destinations.insert(name.clone());
                 if let Some(dest) = load_destination(d, v, &format!("destinations.{name}"), &name) {
                     destinations.insert(name, dest);
                 }
@@ -737,7 +742,7 @@ fn load_project(d: &mut Diag, root: &Node, path: PathBuf, display_path: String, 
             Value::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let p = format!("syncs[{i}]");
-                    if let Some(s) = load_sync(d, item, &p, &sources, &destinations) {
+                    if let Some(s) = load_sync(d, item, &p, (&sources, &defined_sources), (&destinations, &defined_destinations)) {
                         if let Some(prev) = syncs.iter().find(|o| o.id == s.id) {
                             d.err(s.pos, &format!("{p}.id"), format!(
                                 "duplicate sync id {} (also used by sync {:?} at line {}); give every sync its own id",
@@ -976,8 +981,8 @@ fn load_sync(
     d: &mut Diag,
     node: &Node,
     path: &str,
-    sources: &BTreeMap<String, SourceConfig>,
-    destinations: &BTreeMap<String, DestinationConfig>,
+    (sources, source_names): (&BTreeMap<String, SourceConfig>, &BTreeSet<String>),
+    (destinations, destination_names): (&BTreeMap<String, DestinationConfig>, &BTreeSet<String>),
 ) -> Option<SyncConfig> {
     let mut o = obj(d, node, path, keys::SYNC)?;
     let id = o.req(d, "id", "a whole number that identifies the sync").and_then(|n| int(d, n, &join(path, "id"), 1, i64::MAX));
@@ -994,6 +999,8 @@ fn load_sync(
                 let c = string(d, n, &join(&sp, "connection"))?;
                 if sources.contains_key(&c) {
                     Some(c)
+                } else if source_names.contains(&c) {
+                    None
                 } else {
                     let names: Vec<&str> = sources.keys().map(String::as_str).collect();
                     d.err(n.pos, &join(&sp, "connection"), format!(
@@ -1040,6 +1047,8 @@ fn load_sync(
                 let c = string(d, n, &join(&dp, "connection"))?;
                 if destinations.contains_key(&c) {
                     Some(c)
+                } else if destination_names.contains(&c) {
+                    None
                 } else {
                     let names: Vec<&str> = destinations.keys().map(String::as_str).collect();
                     d.err(n.pos, &join(&dp, "connection"), format!(
