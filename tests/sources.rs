@@ -543,6 +543,13 @@ async fn check_errors(url: &str, bad_credentials: &str, table: &str, unsupported
 
     let m = failed(&run(&engine, 5, false).await);
     assert_mentions(&m, &["sync 5 (sync5)", &src, &format!("column `{}` has type {}", unsupported.0, unsupported.1)]);
+    // `validate` finds it too, without reading a row.
+    let s5 = engine.project().syncs.iter().find(|s| s.id == 5).unwrap();
+    let e = engine.check_sync(s5).await.err().expect("validate reports the unsupported column").full_message();
+    assert_mentions(&e, &["sync 5 (sync5)", &src, &format!("column `{}` has type {}", unsupported.0, unsupported.1)]);
+    if unsupported.1 == "INTERVAL" {
+        assert_mentions(&e, &["extract(epoch FROM span)"]);
+    }
 
     let m = failed(&run(&engine, 6, false).await);
     assert_mentions(&m, &["sync 6 (sync6)", &src, "cannot read the query", "syntax", "check the query's SQL"]);

@@ -335,6 +335,15 @@ impl Engine {
                 problems.join("\n  ")
             )));
         }
+        // Every column the sync reads can be sent, and its key column can key it: found here,
+        // before a row is read (and by `validate`).
+        let mut read: Vec<String> = vec![sync.state_key_column().to_string(), sync.primary_identifier.from.clone()];
+        read.extend(sync.mappings.iter().filter_map(|m| m.column()).map(str::to_string));
+        let sendable = source.check_sendable(&relation, &read).await;
+        sendable.map_err(|e| self.sync_error(sync, e))?;
+        if let Some(key_col) = columns.iter().find(|c| c.name == sync.state_key_column()) {
+            source.key_order(key_col).map_err(|e| self.sync_error(sync, e))?;
+        }
         Ok((source, relation, columns))
     }
 

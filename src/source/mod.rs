@@ -531,6 +531,18 @@ impl Source {
 
     /// Read `columns` of every row of `relation`, ordered by `order_by` when given, and send
     /// them in chunks to `tx`. Stops early when the receiver is gone.
+    /// An error naming the first of `columns` whose type sluicegate cannot send, found without
+    /// reading a row (so `validate` reports it, not only a run).
+    pub async fn check_sendable(&self, relation: &Relation, columns: &[String]) -> Result<()> {
+        let ctx = self.ctx(relation);
+        let from = from_clause(self.dialect(), relation);
+        match &self.db {
+            Db::Sqlite(_) => Ok(()),
+            Db::Postgres(pool, _) => postgres::check_sendable(&ctx, pool, &from, columns).await,
+            Db::MySql(pool) => mysql::check_sendable(&ctx, pool, &from, columns).await,
+        }
+    }
+
     pub async fn scan(&self, relation: &Relation, columns: &[String], order_by: Option<&str>, tx: mpsc::Sender<Chunk>) {
         let mut sink = Sink { tx: &tx, chunk: Vec::with_capacity(CHUNK_ROWS), raw: None };
         match self.scan_inner(relation, columns, order_by, &mut sink).await {

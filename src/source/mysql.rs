@@ -207,6 +207,24 @@ async fn json_columns(pool: &MySqlPool, cols: &[sqlx::mysql::MySqlColumn]) -> Ha
     wanted.into_iter().filter(|(_, t, c)| json.contains(&(t.clone(), c.clone()))).map(|w| w.0).collect()
 }
 
+/// An error for the first of `columns` whose type has no decoder (the statement is prepared,
+/// not run).
+pub(super) async fn check_sendable(ctx: &SourceCtx<'_>, pool: &MySqlPool, from: &str, columns: &[String]) -> Result<()> {
+    let list: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    let sql = format!("SELECT {} FROM {from}", list.join(", "));
+    let stmt = pool.prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(sql))).await.map_err(|e| ctx.query_error(Phase::Prepare, e))?;
+    let json = json_columns(pool, stmt.columns()).await;
+    for (i, c) in stmt.columns().iter().enumerate() {
+        let ti = c.type_info();
+        if decoder(ti, json.contains(&i)).is_none() {
+            return Err(ctx.unsupported(c.name(), &type_name(ti), UNSUPPORTED_HINT));
+        }
+    }
+    Ok(())
+}
+
+const UNSUPPORTED_HINT: &str = "convert it in a query, e.g. `SELECT ST_AsText({col}) AS {col} …` for spatial values";
+
 pub(super) async fn scan(
     ctx: &SourceCtx<'_>,
     pool: &MySqlPool,
@@ -233,7 +251,7 @@ pub(super) async fn scan(
                 return Err(ctx.unsupported(
                     c.name(),
                     &type_name(ti),
-                    "convert it in a query, e.g. `SELECT ST_AsText({col}) AS {col} …` for spatial values",
+                    UNSUPPORTED_HINT,
                 ));
             }
         }

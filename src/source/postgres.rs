@@ -214,6 +214,24 @@ fn plan(ti: &PgTypeInfo) -> Plan {
     }
 }
 
+/// An error for the first of `columns` that [`plan`] cannot send (the statement is prepared,
+/// not run).
+pub(super) async fn check_sendable(ctx: &SourceCtx<'_>, pool: &PgPool, from: &str, columns: &[String]) -> Result<()> {
+    let list: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    let probe = format!("SELECT {} FROM {from}", list.join(", "));
+    let stmt = pool
+        .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(probe)))
+        .await
+        .map_err(|e| ctx.query_error(Phase::Prepare, e))?;
+    for col in stmt.columns() {
+        let ti = col.type_info();
+        if let Plan::Unsupported = plan(ti) {
+            return Err(ctx.unsupported(col.name(), ti.name(), unsupported_hint(ti)));
+        }
+    }
+    Ok(())
+}
+
 /// Read `columns` of `from` ordered by `order`, decoding each value.
 ///
 /// PostgreSQL streams the result as `COPY (SELECT …) TO STDOUT (FORMAT binary)`: the same
@@ -491,7 +509,10 @@ fn unsupported_hint(ti: &PgTypeInfo) -> &'static str {
         PgTypeKind::Range(_) => "ranges have no JSON form; select their bounds (`lower({col})`, `upper({col})`) in a query",
         PgTypeKind::Composite(_) => "select the fields of the composite value as columns in a query (`({col}).field`), or `to_jsonb({col})`",
         PgTypeKind::Array(_) => "convert the array in a query, e.g. `{col}::text[]` or `to_jsonb({col})`",
-        _ => "convert it in a query, e.g. `SELECT {col}::text AS {col} …` (or `extract(epoch FROM {col})` for an interval)",
+        _ if ti.name().eq_ignore_ascii_case("interval") => {
+            "convert it in a query, e.g. `SELECT extract(epoch FROM {col}) AS {col} …` (seconds) or `{col}::text`"
+        }
+        _ => "convert it in a query, e.g. `SELECT {col}::text AS {col} …`",
     }
 }
 
