@@ -915,12 +915,12 @@ def command_install(args: argparse.Namespace) -> None:
             say(f"  sdist: {summary}")
         ok = True
     finally:
+        for what, seconds in timings.items():
+            say(f"  time: {what}: {seconds:.0f} s")
         if ok or not args.keep_on_failure:
             shutil.rmtree(work, ignore_errors=True)
         else:
             say(f"the scratch directory is left for inspection: {work} (rm -rf it when done)")
-    for what, seconds in timings.items():
-        say(f"  time: {what}: {seconds:.0f} s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
