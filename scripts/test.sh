@@ -72,3 +72,10 @@ VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" develop --quiet
 step "pytest (Airflow 2.11)"
 "$VENV/bin/python" -m pytest tests/python --ignore=tests/python/test_dbt.py --ignore=tests/python/test_dbt_exposures.py \
   --deselect tests/python/test_async_bridge.py::test_fresh_interpreters_exit_cleanly_after_awaiting "$@"
+
+# The release artifacts: the abi3 wheel built with zig for manylinux_2_17 and checked (libraries,
+# glibc symbol versions, no OpenSSL), and the sdist; then the wheel installed and run on CPython
+# 3.10-3.13, Airflow 3 installed first on 3.12 and dag.test() of dags/example_sync.py, and the
+# sdist built by pip (dev profile, reusing what the builds above compiled in target/).
+step "packaging: release wheel and sdist, installed and run (scripts/package.sh --test)"
+"$ROOT/scripts/package.sh" --test
