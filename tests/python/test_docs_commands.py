@@ -320,6 +320,8 @@ ALLOWED = [
             "runs, `sluicegate quickstart`, is run here from getting-started.md", check_script),
     Allowed(r"(bench/\w+\.sh|scripts/crash\.sh)\b", "benchmarks and the crash harness take "
             "minutes of load and print figures rather than pass or fail", check_script),
+    Allowed(r"scripts/package\.sh\b", "a release build (minutes); scripts/test.sh runs it with "
+            "--test as its last step", check_script),
     Allowed(r"cargo run --release --example \w+", "a release build (minutes) of a benchmark",
             check_example),
     Allowed(r"pip install\b", "installs into the environment running the tests; the wheel "
