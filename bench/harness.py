@@ -10,6 +10,8 @@ scenarios of the performance anchors (section 6) for each tool:
   S4  1 % silent updates + 0.5 % deletes  same
   S5  rate-limited destination            `emulate hubspot`, 100 requests per rolling 10 s
   S6  flaky destination                   keyed sink failing 5 % of requests (503, Retry-After: 1)
+                                          and stalling one request per STALL_EVERY_ROWS rows sent
+                                          (answer held STALL_SECONDS; the batch is applied)
   S7  kill -9 mid-run, then resume        keyed sink with 20 ms latency per request
   S8  DAG parse cost                      Airflow 3 venv
 
@@ -44,6 +46,12 @@ COLUMNS = ["id", "email", "first_name", "last_name", "company", "country", "plan
 HUBSPOT_TOKEN = "bench-hubspot-token"
 RATE_LIMIT, RATE_WINDOW_S = 100, 10.0
 FLAKY_RATE = 0.05
+# S6's stalls: one request per this many rows' worth of requests (so a tool sending batches of
+# 100 meets as many stalls as one sending batches of 1000), its answer held this long.
+STALL_EVERY_ROWS = 75_000
+STALL_SECONDS = 30.0
+BATCH = {"sluicegate": 1000, "dlt": 1000, "drt": 1000, "plain": 100}
+S6_CAP_S = 900
 KILL_LATENCY_MS = 20
 KILL_AT = 0.4
 
@@ -53,7 +61,7 @@ TITLES = {
     "S3": "1 % updates, updated_at bumped",
     "S4": "1 % silent updates + 0.5 % deletes",
     "S5": "rate-limited destination (HubSpot emulator)",
-    "S6": "flaky destination (5 % of requests 503)",
+    "S6": "flaky destination (5 % of requests 503, 30 s stalls)",
     "S7": "kill -9 mid-run, then resume",
     "S8": "DAG parse cost",
 }
@@ -285,11 +293,11 @@ def drt_cmd(ctx: Ctx, d: Path, table: str, url: str, hubspot: bool) -> tuple[lis
     cursor is what a drt user can point at these endpoints."""
     p = pg_parts(ctx.pg)
     home = d / "home"
-    (home / ".drt").mkdir(parents=True)
+    (home / ".drt").mkdir(parents=True, exist_ok=True)
     (home / ".drt" / "profiles.yml").write_text(
         f"bench:\n  type: postgres\n  host: {p['host']}\n  port: {p['port']}\n  dbname: {p['db']}\n  user: {p['user']}\n")
     (d / "drt_project.yml").write_text("name: bench\nversion: '0.1'\nprofile: bench\n")
-    (d / "syncs").mkdir()
+    (d / "syncs").mkdir(exist_ok=True)
     if hubspot:
         dest = f"""destination:
   type: rest_api
@@ -342,8 +350,13 @@ class Tool:
     def __init__(self, ctx: Ctx, name: str, label: str, table: str, url: str, hubspot: bool = False):
         self.ctx, self.name, self.label = ctx, name, label
         self.dir = ctx.state_dir(name, label)
+        self.table = table
         self.cmd, self.env = MAKERS[name](ctx, self.dir, table, url, hubspot)
         self.runs = 0
+
+    def retarget(self, url: str, hubspot: bool = False) -> None:
+        """Point the same tool state at another sink (the tools keep no state per URL)."""
+        self.cmd, self.env = MAKERS[self.name](self.ctx, self.dir, self.table, url, hubspot)
 
     def run(self, timeout: float = 3600) -> dict:
         self.runs += 1
@@ -371,9 +384,22 @@ def rec(result: list, size, scenario: str, tool: str, rep: int, m: dict, **extra
         log(f"   stderr: {m.get('err', '')[-600:]}")
 
 
+def reps_for(a, tool: str, n: int) -> int:
+    """BENCH_FEWER=drt@5000000=1[,...]: run S1/S2 of that tool at that size fewer times."""
+    for spec in filter(None, os.environ.get("BENCH_FEWER", "").split(",")):
+        who, _, k = spec.partition("=")
+        t, _, size = who.partition("@")
+        if t == tool and int(size) == n:
+            return int(k)
+    return a.repeat
+
+
 def s1_s2(ctx, a, res, n, fast: Emulator) -> None:
     for rep in range(1, a.repeat + 1):
         for tool in a.tools:
+            if rep > reps_for(a, tool, n):
+                log(f"S1/S2 {tool} at {n:,} rows: run {rep} skipped (BENCH_FEWER)")
+                continue
             t = Tool(ctx, tool, f"s1-{n}", "customers", fast.url)
             fast.post("/_emulator/reset")
             m = t.run()
@@ -386,14 +412,21 @@ def s1_s2(ctx, a, res, n, fast: Emulator) -> None:
             shutil.rmtree(t.dir / "data", ignore_errors=True)
 
 
-def s3_s4(ctx, a, res, n, keyed: Emulator) -> None:
+def s3_s4(ctx, a, res, n, keyed: Emulator, fast: Emulator) -> None:
     tools = {}
+    skip = {t for t in os.environ.get("BENCH_S34_SKIP", "").split(",") if t}
     for tool in a.tools:
-        tools[tool] = Tool(ctx, tool, f"chg-{n}", "customers", keyed.url)
+        if f"{tool}@{n}" in skip:
+            log(f"S3/S4 at {n:,} rows: {tool} skipped (BENCH_S34_SKIP)")
+            continue
+        # The first sync goes to the counting sink: the keyed one would hold every record
+        # (5 M records took 22 GB). The timed runs then send their changes to the keyed sink.
+        tools[tool] = Tool(ctx, tool, f"chg-{n}", "customers", fast.url)
         log(f"S3/S4: first sync of {tool} (not timed)")
         m = tools[tool].run()
         if m["rc"] != 0:
             log(f"   {tool} failed its first sync: {m['err'][-400:]}")
+        tools[tool].retarget(keyed.url)
         keyed.post("/_emulator/reset?store=true")
     mark_changed(ctx.pg, "customers")
     for rep in range(1, a.repeat + 1):
@@ -434,13 +467,17 @@ def s6(ctx, a, res, keyed: Emulator) -> None:
     for rep in range(1, a.repeat + 1):
         for tool in a.tools:
             keyed.post("/_emulator/reset?store=true")
-            keyed.put("/_emulator/faults", {"fail_rate": FLAKY_RATE, "fail_status": 503})
+            keyed.put("/_emulator/faults", {"fail_rate": FLAKY_RATE, "fail_status": 503,
+                                            "stall_every": STALL_EVERY_ROWS // BATCH[tool], "stall_seconds": STALL_SECONDS})
             t = Tool(ctx, tool, "s6", "customers_small", keyed.url)
-            m = t.run(timeout=1800)
+            # The cap: a tool that waits forever for a stalled answer is killed here and its
+            # run reported as failed (rc "timeout").
+            m = t.run(timeout=S6_CAP_S)
             st = keyed.get("/_emulator/received?records=false")["stats"]
             keyed.put("/_emulator/faults", {})
             rec(res, n, "S6", tool, rep, m, sent=st["records_accepted"], missed=n - st["stored"], expected=n,
-                duplicates=st["records_accepted"] - st["stored"], failed_requests=st["batches_failed"])
+                duplicates=st["records_accepted"] - st["stored"], failed_requests=st["batches_failed"],
+                stalled=st.get("stalled"), requests=st["requests"])
         keyed.post("/_emulator/reset?store=true")
 
 
@@ -536,7 +573,8 @@ def summarize(data: dict) -> dict:
         s = {"runs": len(rows), "ok": len(ok), "wall": med(rows, "wall"), "rss_mb": med(rows, "rss_mb"),
              "sent": med(rows, "sent"), "missed": med(rows, "missed"), "expected": med(rows, "expected"),
              "errors": [r["err"] for r in rows if r["rc"] != 0][:1]}
-        for extra in ("imports", "duplicates", "requests", "rate_limited", "extra_rows", "killed_at", "first_wall", "resent_after_kill", "failed_requests"):
+        for extra in ("imports", "duplicates", "requests", "rate_limited", "extra_rows", "killed_at", "first_wall", "resent_after_kill",
+                      "failed_requests", "stalled"):
             s[extra] = med(rows, extra)
         out[k] = s
     return out
@@ -666,8 +704,16 @@ def report(data: dict, out: Path, chart_path: Path) -> None:
       "per row as COPY text, generated with `generate_series` (`bench/harness.py`, `generate`).")
     w("- **Sinks**: S1/S2 `sluicegate emulate webhook --discard` (Rust, counts records, keeps none: a near-free sink); "
       "S3/S4/S6/S7 the same emulator keeping each record by key, so the harness reads back which rows arrived, how many "
-      "distinct ones and how many twice; S5 `sluicegate emulate hubspot` at 100 requests per rolling 10 s (HubSpot's "
+      "distinct ones and how many twice (the untimed first sync before S3/S4 goes to the counting sink); S5 `sluicegate emulate hubspot` at 100 requests per rolling 10 s (HubSpot's "
       "Free/Starter budget), 100 inputs per batch, 429 without Retry-After as HubSpot answers.")
+    w(f"- **S6's faults** (the keyed sink's `fail_rate`, `stall_every`, `stall_seconds`; `sluicegate emulate webhook "
+      f"--fail-rate 0.05 --stall-every N --stall-seconds 30`): every 20th request is answered 503 with `Retry-After: 1`, "
+      f"and one request per {data.get('stall_every_rows', STALL_EVERY_ROWS):,} rows' worth of requests (N = "
+      f"{data.get('stall_every_rows', STALL_EVERY_ROWS):,} / the tool's batch size, so every tool meets the same number "
+      f"of stalls) is applied and then gets no answer for {data.get('stall_seconds', STALL_SECONDS):.0f} s (then a normal "
+      "200, if the client still waits). A client whose timeout is at most the stall gives up with the batch in doubt; "
+      "its resend shows as *rows sent twice*. Deterministic: every tool meets the same faults at the same request numbers. "
+      f"A run still going after {S6_CAP_S} s is killed by the harness and reported as failed.")
     w("- **Rows sent / missed** come from the sink, never from the tool. *Missed* = rows that changed (or exist) "
       "and never arrived. *×limit* = the tool's time over the physical limit measured in the same run: "
       "`psql -c 'COPY (SELECT <12 columns> FROM customers) TO STDOUT' > /dev/null` for every scenario that reads the "
@@ -725,7 +771,11 @@ def report(data: dict, out: Path, chart_path: Path) -> None:
                 if sc == "S5":
                     notes.append(f"{fmt(s['requests'])} requests, {fmt(s['rate_limited'])} answered 429")
                 if sc == "S6":
-                    notes.append(f"{fmt(s['failed_requests'])} requests failed on purpose, {fmt(s['duplicates'])} rows sent twice")
+                    notes.append(f"{fmt(s['requests'])} requests: {fmt(s['failed_requests'])} failed on purpose, "
+                                 f"{fmt(s['stalled'])} stalled {data.get('stall_seconds', STALL_SECONDS):.0f} s; "
+                                 f"{fmt(s['duplicates'])} rows sent twice")
+                if s["runs"] < data["repeat"]:
+                    notes.append(f"**{s['runs']} run{'s' if s['runs'] > 1 else ''}, not {data['repeat']}** (cut for time)")
                 if sc == "S7":
                     notes.append(f"killed after {fmt(s['killed_at'])} rows had arrived; the resumed run sent "
                                  f"{fmt(s['resent_after_kill'])}; {fmt(s['duplicates'])} rows sent twice; wall = the resumed run")
@@ -765,6 +815,7 @@ def report(data: dict, out: Path, chart_path: Path) -> None:
     w("")
     w("```")
     w("bench/run.sh                     # 1,000,000 rows (about 40 min on 2 cores)")
+    w("BENCH_FEWER=drt@5000000=1 bench/run.sh 1000000 5000000   # the run above (about 90 min)")
     w("bench/run.sh 1000000 5000000     # both sizes")
     w("bench/run.sh 100000              # a quick look")
     w("```")
@@ -843,15 +894,29 @@ def main() -> int:
     ctx = Ctx(a)
     shutil.rmtree(work / "state", ignore_errors=True)
     data = {"started": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "sizes": a.sizes, "tools": a.tools,
-            "repeat": a.repeat, "small_rows": a.small_rows, "rate_rows": a.rate_rows, "machine": machine(),
+            "repeat": a.repeat, "stall_seconds": STALL_SECONDS, "stall_every_rows": STALL_EVERY_ROWS,
+            "fewer": os.environ.get("BENCH_FEWER", ""), "small_rows": a.small_rows, "rate_rows": a.rate_rows, "machine": machine(),
             "versions": versions(ctx), "load": {"start": loadavg()}, "floors": {}, "results": []}
+    if os.environ.get("BENCH_RESUME") and results_path.exists():
+        # Add to the last run's results (other scenarios or sizes), keeping what it measured.
+        old = json.loads(results_path.read_text())
+        data["started"] = old["started"]
+        data["sizes"] = sorted(set(old["sizes"]) | set(a.sizes))
+        data["tools"] = old["tools"]
+        data["load"] = {**old["load"], **{f"resumed {dt.datetime.now():%H:%M}": loadavg()}}
+        data["floors"] = old["floors"]
+        data["results"] = old["results"]
+        data["resumed"] = old.get("resumed", []) + [dt.datetime.now().strftime("%Y-%m-%d %H:%M")]
+        for k in ("stall_seconds", "stall_every_rows", "fewer", "repeat"):
+            data[k] = old.get(k, data[k])
+        data["s34_skip"] = os.environ.get("BENCH_S34_SKIP", "") or old.get("s34_skip", "")
     res = data["results"]
 
     def save():
         results_path.write_text(json.dumps(data, indent=1, default=str))
 
     sc = set(a.scenarios)
-    fast = Emulator(ctx.bin, "webhook", ["--discard"], work) if sc & {"S1", "S2"} else None
+    fast = Emulator(ctx.bin, "webhook", ["--discard"], work) if sc & {"S1", "S2", "S3", "S4"} else None
     keyed = Emulator(ctx.bin, "webhook", [], work) if sc & {"S3", "S4", "S6", "S7"} else None
     hub = Emulator(ctx.bin, "hubspot", ["--rate-limit", str(RATE_LIMIT), "--interval-ms", str(int(RATE_WINDOW_S * 1000)),
                                         "--daily-limit", "0"], work,
@@ -869,7 +934,7 @@ def main() -> int:
                 s1_s2(ctx, a, res, n, fast)
                 save()
             if {"S3", "S4"} & set(a.scenarios):
-                s3_s4(ctx, a, res, n, keyed)
+                s3_s4(ctx, a, res, n, keyed, fast)
                 save()
         if "S5" in a.scenarios:
             generate(ctx.pg, "customers_rate", a.rate_rows)

@@ -11,7 +11,9 @@
 #
 # Prints the wall time, sluicegate's user/sys CPU, CPU samples per process (who used the
 # cores during the run) and sluicegate's hottest functions. perf data: $WORK/perf-<scenario>.data.
-# Environment: BENCH_DIR (default bench/.work), BENCH_NO_BUILD as for run.sh.
+# Environment: BENCH_DIR (default bench/.work), BENCH_NO_BUILD as for run.sh; BENCH_STRACE=1 also
+# counts sluicegate's system calls (strace -f -c; the wall time then includes strace's overhead,
+# the counts do not depend on it) and prints the state file's size.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,13 +75,20 @@ fi
 say "profiled run ($SCEN), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 DATA="$WORK/perf-$SCEN.data"
 t0=$(date +%s.%N)
+WRAP=()
+[ -n "${BENCH_STRACE:-}" ] && WRAP=(strace -f -c -o "$P/strace.txt")
 perf record -q -a -g -e cpu-clock -F 499 -o "$DATA" -- /usr/bin/time -f '%e s wall, %U s user, %S s sys, %M KB peak RSS' \
-  -o "$P/time.txt" "${SG[@]}" >"$P/run.json" 2>"$P/run.err"
+  -o "$P/time.txt" "${WRAP[@]}" "${SG[@]}" >"$P/run.json" 2>"$P/run.err"
 t1=$(date +%s.%N)
 echo "scenario $SCEN on $TABLE: $(cat "$P/time.txt")"
 grep -E '"(status|records_processed)"' "$P/run.json" | tr -d ' \n'; echo
 COPY_S=$( { /usr/bin/time -f '%e' psql -X -q "$BENCH_PG_URL" -c "COPY (SELECT * FROM $TABLE) TO STDOUT" >/dev/null; } 2>&1 )
 echo "COPY ($TABLE) TO STDOUT for comparison: $COPY_S s"
+if [ -n "${BENCH_STRACE:-}" ]; then
+  echo
+  echo "sluicegate's system calls (strace -f -c; state.db $(du -m "$P/state.db" | cut -f1) MB):"
+  head -n 14 "$P/strace.txt"
+fi
 echo
 echo "CPU samples per process during the run (all cores; other work on the machine included):"
 perf report -i "$DATA" --no-children --sort comm --stdio -q -g none 2>/dev/null | grep -v '^$' | head -12

@@ -162,6 +162,15 @@ enum Emulator {
         /// Reject records whose FIELD matches REGEX (repeatable), e.g. `email=@invalid\.`.
         #[arg(long = "reject-if", value_name = "FIELD=REGEX")]
         reject_if: Vec<String>,
+        /// Stall every Nth request (the Nth, 2Nth, ...; retries count): the batch is taken in and
+        /// applied, but the answer is held --stall-seconds, then sent normally if the client still
+        /// waits. A client with a shorter timeout sees no answer, with the batch in doubt (a
+        /// resend arrives twice). Never combined with a --fail-rate failure on the same request.
+        #[arg(long, value_name = "N")]
+        stall_every: Option<u64>,
+        /// How long a stalled request's answer is held.
+        #[arg(long, value_name = "S", default_value_t = 30.0)]
+        stall_seconds: f64,
     },
     /// HubSpot's CRM v3 contacts API (batch upsert/update/create/archive, 207s, rate limits).
     Hubspot(crate::emulator::hubspot::Args),
@@ -268,7 +277,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Emulate { which: Emulator::Hubspot(args) } => crate::emulator::hubspot::run_cli(args).await,
         Command::Emulate { which: Emulator::Iterable(args) } => crate::emulator::iterable::run_cli(args).await,
         Command::Emulate { which: Emulator::Salesforce(args) } => crate::emulator::salesforce::run_cli(args).await,
-        Command::Emulate { which: Emulator::Webhook { host, port, fail_rate, fail_status, fail_message, latency_ms, discard, fail_after, reject_if } } => {
+        Command::Emulate { which: Emulator::Webhook { host, port, fail_rate, fail_status, fail_message, latency_ms, discard, fail_after, reject_if, stall_every, stall_seconds } } => {
             let mut reject = Vec::new();
             for spec in reject_if {
                 reject.push(RejectRule::parse(spec)?);
@@ -276,7 +285,18 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             if !(0.0..=1.0).contains(fail_rate) {
                 return Err(Error::other("--fail-rate must be between 0 and 1"));
             }
-            let mut faults = Faults { fail_rate: *fail_rate, fail_status: *fail_status, fail_after: *fail_after, latency_ms: *latency_ms, ..Default::default() };
+            if !(0.0..=86_400.0).contains(stall_seconds) {
+                return Err(Error::other("--stall-seconds must be between 0 and 86400 (a day)"));
+            }
+            let mut faults = Faults {
+                fail_rate: *fail_rate,
+                fail_status: *fail_status,
+                fail_after: *fail_after,
+                latency_ms: *latency_ms,
+                stall_every: *stall_every,
+                stall_seconds: *stall_seconds,
+                ..Default::default()
+            };
             if let Some(m) = fail_message {
                 faults.fail_message = m.clone();
             }

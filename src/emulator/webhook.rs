@@ -12,12 +12,21 @@
 //! - Fault injection: a share of requests (`fail_rate`, spread evenly: with 0.25 exactly every
 //!   4th request) is answered with `fail_status` and `{"message": fail_message}`; 429 and 503
 //!   answers carry `Retry-After: 1`.
+//! - Stalls (`stall_every: N`, `stall_seconds: S`): every Nth request (the Nth, 2Nth, ...,
+//!   counted from the emulator's start or last reset, retries included) is taken in and applied
+//!   as usual, but its answer is held for S seconds, then sent (200 with the results) if the
+//!   client is still waiting. This is the stall a client cannot tell from a dead destination: it
+//!   sees nothing until S has passed. A client whose timeout is shorter than S gives up with the
+//!   batch in doubt; since the destination did apply it, a resend shows up as that batch arriving
+//!   twice (counted in `duplicates` for keyed requests), and a client that drops the batch loses
+//!   nothing here but must have reported it as failed. A stalled request is never also failed by
+//!   `fail_rate`. Deterministic, so every tool meets the same stalls at the same request numbers.
 //! - `GET /_emulator/received[?records=false][&store=true]`: `{"stats": {...}, "records": [...],
 //!   "store": {key: record}}`.
 //! - `POST /_emulator/reset[?store=true]`: forget the arrival log and stats (and the keyed store).
 //! - `PUT /_emulator/faults` with `{"fail_rate", "fail_status", "fail_message", "fail_after"}`:
 //!   change faults (`fail_after: N` fails every request after the first N; `latency_ms` delays
-//!   every answer).
+//!   every answer; `stall_every`, `stall_seconds`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -53,6 +62,17 @@ pub struct Faults {
     /// lost, not the batch (as when a response times out after the destination applied it).
     #[serde(default)]
     pub apply_then_fail: bool,
+    /// Stall every Nth request (the Nth, 2Nth, ...): apply it, then hold the answer
+    /// `stall_seconds`. `None` or 0: no stalls.
+    #[serde(default)]
+    pub stall_every: Option<u64>,
+    /// How long a stalled request waits for its answer.
+    #[serde(default = "default_stall_seconds")]
+    pub stall_seconds: f64,
+}
+
+fn default_stall_seconds() -> f64 {
+    30.0
 }
 
 fn default_fail_status() -> u16 {
@@ -64,7 +84,16 @@ fn default_fail_message() -> String {
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { fail_rate: 0.0, fail_status: default_fail_status(), fail_message: default_fail_message(), fail_after: None, latency_ms: 0, apply_then_fail: false }
+        Faults {
+            fail_rate: 0.0,
+            fail_status: default_fail_status(),
+            fail_message: default_fail_message(),
+            fail_after: None,
+            latency_ms: 0,
+            apply_then_fail: false,
+            stall_every: None,
+            stall_seconds: default_stall_seconds(),
+        }
     }
 }
 
@@ -104,6 +133,8 @@ pub struct Stats {
     /// Upserts or creates that carried exactly the record already stored under their key.
     pub duplicates: u64,
     pub deletes: u64,
+    /// Requests whose answer was held by the stall fault.
+    pub stalled: u64,
     /// Records currently stored by key.
     pub stored: u64,
 }
@@ -141,6 +172,11 @@ fn fails(n: u64, rate: f64) -> bool {
         return true;
     }
     ((n + 1) as f64 * rate).floor() > (n as f64 * rate).floor()
+}
+
+/// Whether request number `n` (from 0) stalls: every `every`th one.
+fn stalls(n: u64, every: Option<u64>) -> bool {
+    matches!(every, Some(e) if e > 0 && (n + 1) % e == 0)
 }
 
 fn text_of(v: &Value) -> String {
@@ -196,25 +232,40 @@ fn apply(inner: &mut Inner, op: &str, key_field: &str, rec: &Value) -> std::resu
 }
 
 async fn receive(State(s): State<Shared>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
-    let op = header(&headers, "x-sluicegate-operation").unwrap_or("upsert").to_string();
-    let key_field = header(&headers, "x-sluicegate-key").map(str::to_string);
     let latency = lock(&s).faults.latency_ms;
     if latency > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
-    let mut inner = lock(&s);
+    let (resp, stall) = handle(&s, &headers, &body);
+    if let Some(d) = stall {
+        tokio::time::sleep(d).await;
+    }
+    resp
+}
+
+/// Take in one batch; the answer, and how long to hold it (a stall).
+fn handle(s: &Shared, headers: &axum::http::HeaderMap, body: &[u8]) -> (Response, Option<std::time::Duration>) {
+    let op = header(headers, "x-sluicegate-operation").unwrap_or("upsert").to_string();
+    let key_field = header(headers, "x-sluicegate-key").map(str::to_string);
+    let mut inner = lock(s);
     let n = inner.stats.requests;
     inner.stats.requests += 1;
-    let failing = fails(n, inner.faults.fail_rate) || inner.faults.fail_after.is_some_and(|after| n >= after);
+    let stall = stalls(n, inner.faults.stall_every).then(|| {
+        inner.stats.stalled += 1;
+        let secs = inner.faults.stall_seconds;
+        std::time::Duration::from_secs_f64(if secs.is_finite() { secs.clamp(0.0, 86_400.0) } else { 0.0 })
+    });
+    let failing = stall.is_none() && (fails(n, inner.faults.fail_rate) || inner.faults.fail_after.is_some_and(|after| n >= after));
     if failing && !inner.faults.apply_then_fail {
-        return failure(&mut inner);
+        return (failure(&mut inner), None);
     }
-    let records = match serde_json::from_slice::<Value>(&body) {
+    let records = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Array(items)) => items,
         _ => {
             inner.stats.batches_failed += 1;
-            return (StatusCode::BAD_REQUEST, Json(json!({"status": 400, "message": "the body must be a JSON array of records"})))
+            let resp = (StatusCode::BAD_REQUEST, Json(json!({"status": 400, "message": "the body must be a JSON array of records"})))
                 .into_response();
+            return (resp, stall);
         }
     };
     if !failing {
@@ -247,9 +298,9 @@ async fn receive(State(s): State<Shared>, headers: axum::http::HeaderMap, body: 
         }
     }
     if failing {
-        return failure(&mut inner);
+        return (failure(&mut inner), None);
     }
-    Json(json!({"results": results})).into_response()
+    (Json(json!({"results": results})).into_response(), stall)
 }
 
 /// The configured failure answer.
@@ -382,7 +433,64 @@ impl WebhookEmulator {
 
 #[cfg(test)]
 mod tests {
-    use super::fails;
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn stalls_hit_every_nth_request() {
+        let hit: Vec<u64> = (0..10).filter(|n| stalls(*n, Some(4))).collect();
+        assert_eq!(hit, vec![3, 7]);
+        assert!(!(0..10).any(|n| stalls(n, None) || stalls(n, Some(0))));
+    }
+
+    /// Every 3rd request is held `stall_seconds` (and answered 200 after it, applied), the
+    /// others are answered at once; a stalled request is not also failed by `fail_rate`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stalled_requests_are_held_then_answered() {
+        let stall = Duration::from_millis(700);
+        // fail_rate 1/3 would fail exactly requests 3 and 6 (the stalled ones) without the stall.
+        let faults = Faults { stall_every: Some(3), stall_seconds: stall.as_secs_f64(), fail_rate: 1.0 / 3.0, ..Faults::default() };
+        let emu = WebhookEmulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), WebhookEmulatorConfig { faults, ..Default::default() })
+            .await
+            .unwrap();
+        let http = crate::engine::http_client().unwrap();
+        let mut took = Vec::new();
+        for i in 0..6 {
+            let t = Instant::now();
+            let r = http
+                .post(format!("{}/x", emu.url))
+                .header("x-sluicegate-key", "id")
+                .header("content-type", "application/json")
+                .body(json!([{"id": i}, {"id": i + 100}]).to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            took.push((t.elapsed(), status, body));
+        }
+        for (i, (elapsed, status, body)) in took.iter().enumerate() {
+            if i % 3 == 2 {
+                assert!(*elapsed >= stall, "request {} should stall {stall:?}, answered in {elapsed:?}", i + 1);
+                assert_eq!(*status, 200, "a stalled request is answered normally after the stall: {body}");
+                assert_eq!(body["results"][1]["status"], "accepted", "{body}");
+            } else {
+                assert!(*elapsed < stall / 2, "request {} should not stall, took {elapsed:?}", i + 1);
+            }
+        }
+        let st = emu.stats();
+        assert_eq!((st.requests, st.stalled, st.stored), (6, 2, 12), "{st:?}");
+        // A client that gives up before the stall ends: the batch was applied all the same.
+        emu.reset();
+        emu.set_faults(Faults { stall_every: Some(1), stall_seconds: 2.0, ..Faults::default() });
+        let t = Instant::now();
+        let r = http.post(format!("{}/x", emu.url)).header("x-sluicegate-key", "id").body(r#"[{"id": 1}]"#).timeout(Duration::from_millis(300)).send().await;
+        assert!(r.is_err_and(|e| e.is_timeout()), "the client should time out");
+        assert!(t.elapsed() < Duration::from_secs(1));
+        let st = emu.stats();
+        assert_eq!((st.requests, st.stalled, st.records_accepted), (1, 1, 1), "{st:?}");
+        emu.stop().await;
+    }
 
     #[test]
     fn failures_are_spread_evenly() {
