@@ -78,7 +78,7 @@ t0=$(date +%s.%N)
 WRAP=()
 [ -n "${BENCH_STRACE:-}" ] && WRAP=(strace -f -c -o "$P/strace.txt")
 perf record -q -a -g -e cpu-clock -F 499 -o "$DATA" -- /usr/bin/time -f '%e s wall, %U s user, %S s sys, %M KB peak RSS' \
-  -o "$P/time.txt" "${WRAP[@]}" "${SG[@]}" >"$P/run.json" 2>"$P/run.err"
+  -o "$P/time.txt" "${WRAP[@]}" sh -c 'echo $$ >"$0"; exec "$@"' "$P/pid" "${SG[@]}" >"$P/run.json" 2>"$P/run.err"
 t1=$(date +%s.%N)
 echo "scenario $SCEN on $TABLE: $(cat "$P/time.txt")"
 grep -E '"(status|records_processed)"' "$P/run.json" | tr -d ' \n'; echo
@@ -93,9 +93,12 @@ echo
 echo "CPU samples per process during the run (all cores; other work on the machine included):"
 perf report -i "$DATA" --no-children --sort comm --stdio -q -g none 2>/dev/null | grep -v '^$' | head -12
 echo
-echo "sluicegate's hottest functions (self time, share of all samples):"
-perf report -i "$DATA" --no-children --comm sluicegate,tokio-runtime-w --sort symbol --stdio -q -g none \
-  --percent-limit 0.5 2>/dev/null | grep -v '^$' | head -30
+echo "CPU samples per thread of the sync process (pid $(cat "$P/pid"); the sink, the same binary, excluded):"
+perf report -i "$DATA" --no-children --pid "$(cat "$P/pid")" --sort comm --stdio -q -g none 2>/dev/null | grep -v '^$' | head -8
+echo
+echo "the sync process's hottest functions (self time, share of all samples):"
+perf report -i "$DATA" --no-children --pid "$(cat "$P/pid")" --sort symbol --stdio -q -g none \
+  --percent-limit 0.3 2>/dev/null | grep -v '^$' | head -30
 echo
 echo "the postgres backend's hottest functions:"
 perf report -i "$DATA" --no-children --comm postgres --sort symbol --stdio -q -g none --percent-limit 0.5 2>/dev/null |

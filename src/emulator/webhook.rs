@@ -176,7 +176,7 @@ fn fails(n: u64, rate: f64) -> bool {
 
 /// Whether request number `n` (from 0) stalls: every `every`th one.
 fn stalls(n: u64, every: Option<u64>) -> bool {
-    matches!(every, Some(e) if e > 0 && (n + 1) % e == 0)
+    matches!(every, Some(e) if e > 0 && (n + 1).is_multiple_of(e))
 }
 
 fn text_of(v: &Value) -> String {
