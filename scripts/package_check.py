@@ -853,9 +853,24 @@ def command_dag_test(args: argparse.Namespace) -> None:
 
 
 def check_sdist_build(work: Path, sdist: Path, version: str, profile: str, target: Path) -> str:
-    """pip builds the sdist into a wheel (PEP 517, maturin from the index), then it is run."""
+    """pip builds the sdist into a wheel (PEP 517, maturin from the index), then it is run.
+
+    The sdist is unpacked here, as pip would, and its files are given the current time: maturin
+    stamps sdist members with a fixed date, and cargo, seeing sources older than the crate's
+    artifact in a shared target directory, would reuse an earlier build instead of compiling
+    them. The build must compile the sdist's own sources; its output says so, and that is checked.
+    """
     where = f"the wheel built from {sdist.name}"
     venv = Venv(work / "venv-sdist", find_python(SDIST_PYTHON), work)
+    unpacked = work / "sdist-src"
+    with tarfile.open(sdist) as tf:
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(unpacked, filter="data")
+        else:  # CPython before 3.10.12 / 3.11.4: the members were checked by check_sdist
+            tf.extractall(unpacked)
+    source = unpacked / f"{PACKAGE}-{version}"
+    for path in source.rglob("*"):
+        os.utime(path)
     out_dir = work / "sdist-wheel"
     # The profile and the shared target directory only change how long the build takes: the
     # sources and Cargo.lock are the sdist's (--locked: the lock must be complete).
@@ -864,15 +879,23 @@ def check_sdist_build(work: Path, sdist: Path, version: str, profile: str, targe
         MATURIN_PEP517_ARGS="--locked" + ("" if profile == "release" else f" --profile {profile}"),
     )
     started = time.monotonic()
-    cmd = [venv.python, "-m", "pip", "wheel", "-v", "--no-deps", "--wheel-dir", out_dir, sdist]
-    proc = run(cmd, f"pip wheel {sdist.name}", cwd=work, env=env, timeout=3600)
-    compiled = re.findall(r"^\s*Compiling (\S+) v", proc.stdout + proc.stderr, re.M)
+    cmd = [venv.python, "-m", "pip", "wheel", "-v", "--no-cache-dir", "--no-deps", "--wheel-dir",
+           out_dir, source]  # fmt: skip
+    proc = run(cmd, f"pip wheel of the unpacked {sdist.name}", cwd=work, env=env, timeout=3600)
+    compiled = dict(
+        re.findall(r"^\s*Compiling (\S+) v\S+(?: \(([^)]*)\))?", proc.stdout + proc.stderr, re.M)
+    )
+    names = " ".join(list(compiled)[:12]) + (" ..." if len(compiled) > 12 else "")
     say(f"  sdist: pip built it in {time.monotonic() - started:.0f} s ({profile} profile, "
-        f"CARGO_TARGET_DIR={target}); crates compiled: {len(compiled)} ({' '.join(compiled[:12])}"
-        f"{' ...' if len(compiled) > 12 else ''})")  # fmt: skip
+        f"CARGO_TARGET_DIR={target}); crates compiled: {len(compiled)} ({names})")  # fmt: skip
+    if PACKAGE not in compiled or Path(compiled[PACKAGE]).resolve() != source.resolve():
+        fail(f"pip's build did not compile {PACKAGE} from the sdist's sources in {source} "
+             f"(compiled: {compiled.get(PACKAGE)!r})\n{tail(proc.stderr)}")  # fmt: skip
     built = find_one(
         out_dir, f"{PACKAGE}-{version}-cp310-abi3-*.whl", f"wheel built from {sdist.name}"
     )
+    # maturin leaves a copy in the target directory; it is pip's copy that is tested.
+    (target / "wheels" / built.name).unlink(missing_ok=True)
     out = venv.pip("install", "--no-index", built, what=f"installing {built.name}")
     installed_only_sluicegate(out, version, where)
     check_probe(venv, SDIST_PYTHON, version, "_core.abi3.so")

@@ -189,3 +189,32 @@ def test_the_version_is_read_from_cargo_toml() -> None:
     # pyproject.toml must not carry a second copy of it.
     assert re.search(r'dynamic = \["version"\]', (REPO / "pyproject.toml").read_text())
     assert not re.search(r"^version\s*=", (REPO / "pyproject.toml").read_text(), re.M)
+
+
+def test_an_install_that_moves_another_package_is_refused() -> None:
+    pc.installed_only_sluicegate("...\nSuccessfully installed sluicegate-0.1.0\n", "0.1.0", "here")
+    with pytest.raises(
+        pc.CheckFailed, match=r"pip installed \['pendulum-3.1.0', 'sluicegate-0.1.0'\]"
+    ):
+        pc.installed_only_sluicegate(
+            "Successfully installed pendulum-3.1.0 sluicegate-0.1.0\n", "0.1.0", "Airflow 3"
+        )
+    with pytest.raises(pc.CheckFailed, match="pip installed nothing"):
+        pc.installed_only_sluicegate("Requirement already satisfied: sluicegate\n", "0.1.0", "here")
+
+
+def test_the_quickstart_counts_are_read_per_run() -> None:
+    out = (
+        "Run 1: the first sync sends every row\n"
+        "run 1 of sync 1 (hubspot_contacts): completed\n"
+        "  source rows 10000  changed 10000  invalid 0  sent 10000  accepted 10000  rejected 0\n"
+        "  the emulator has accepted 10000 records in all\n\n"
+        "Run 2: nothing changed, nothing is sent\n"
+        "run 2 of sync 1 (hubspot_contacts): failed\n"
+        "  source rows 10000  changed 0  invalid 0  sent 0  accepted 0  rejected 0\n"
+        "  the emulator has accepted 10000 records in all\n"
+    )
+    assert pc.COUNTS.findall(out) == [
+        ("1", "completed", "10000", "10000", "0", "10000", "10000", "0", "10000"),
+        ("2", "failed", "10000", "0", "0", "0", "0", "0", "10000"),
+    ]
