@@ -50,6 +50,12 @@ if [ "$build" = 1 ]; then
   PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" sdist --out "$DIST"
 fi
 
+# The ELF checks read the extension with binutils (readelf, objdump): the Debian package when missing.
+if ! command -v readelf >/dev/null 2>&1 || ! command -v objdump >/dev/null 2>&1; then
+  source "$ROOT/scripts/services.sh"
+  _services_apt_install binutils
+fi
+
 step "checking dist/: tags, metadata, shared libraries, glibc symbol versions, no OpenSSL"
 "$tools_python" "$ROOT/scripts/package_check.py" dist "$DIST"
 
