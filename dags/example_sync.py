@@ -31,7 +31,7 @@ except ImportError:  # Airflow 2.x
 from sluicegate.airflow.operators.sluicegate import SyncOperator
 from sluicegate.airflow.sensors.sluicegate import SyncSensor
 
-POKE_INTERVAL = int(os.environ.get("SLUICEGATE_POKE_INTERVAL", "30"))
+POKE_INTERVAL = float(os.environ.get("SLUICEGATE_POKE_INTERVAL", "30"))
 
 with DAG(
     dag_id="sluicegate_example_sync",

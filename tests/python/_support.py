@@ -392,3 +392,34 @@ def dbt_env(pg_url: str, schema: str) -> dict[str, str]:
         "SG_DBT_SCHEMA": schema,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
+
+
+def xcom(dag_run: Any, task_id: str, key: str) -> Any:
+    """The one XCom `key` of `task_id` in a DAG run made by `dag.test()`, deserialized."""
+    from airflow.utils.session import create_session
+
+    import airflow
+
+    if int(airflow.__version__.split(".")[0]) < 3:  # Airflow 2.x
+        from airflow.models.xcom import XCom
+
+        with create_session() as session:
+            rows = XCom.get_many(
+                run_id=dag_run.run_id,
+                dag_ids=dag_run.dag_id,
+                task_ids=task_id,
+                key=key,
+                session=session,
+            ).all()
+            assert len(rows) == 1, f"{len(rows)} XComs {key!r} of {task_id}"
+            return rows[0].value  # deserialized when the row is loaded
+
+    from airflow.models.xcom import XComModel
+
+    query = XComModel.get_many(
+        run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key=key
+    )
+    with create_session() as session:
+        rows = list(session.scalars(query))
+        assert len(rows) == 1, f"{len(rows)} XComs {key!r} of {task_id}"
+        return XComModel.deserialize_value(rows[0])

@@ -27,6 +27,7 @@ from _support import (
     row_count,
     set_retry,
     wait_for,
+    xcom,
 )
 
 airflow = pytest.importorskip("airflow", reason="apache-airflow is not installed")
@@ -146,34 +147,6 @@ def task_states(dag_run: Any) -> dict[str, str]:
             ti.task_id: getattr(ti.state, "value", ti.state)
             for ti in dag_run.get_task_instances(session=session)
         }
-
-
-def xcom(dag_run: Any, task_id: str, key: str) -> Any:
-    from airflow.utils.session import create_session
-
-    if AIRFLOW_2:
-        from airflow.models.xcom import XCom
-
-        with create_session() as session:
-            rows = XCom.get_many(
-                run_id=dag_run.run_id,
-                dag_ids=dag_run.dag_id,
-                task_ids=task_id,
-                key=key,
-                session=session,
-            ).all()
-            assert len(rows) == 1, f"{len(rows)} XComs {key!r} of {task_id}"
-            return rows[0].value  # deserialized when the row is loaded
-
-    from airflow.models.xcom import XComModel
-
-    query = XComModel.get_many(
-        run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key=key
-    )
-    with create_session() as session:
-        rows = list(session.scalars(query))
-        assert len(rows) == 1, f"{len(rows)} XComs {key!r} of {task_id}"
-        return XComModel.deserialize_value(rows[0])
 
 
 def test_example_dag_delivers_every_row(

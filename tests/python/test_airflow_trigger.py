@@ -24,6 +24,7 @@ from sluicegate.airflow._compat import (  # noqa: E402
     AirflowSensorTimeout,
     AirflowSkipException,
 )
+from sluicegate.airflow.census import CensusSensor  # noqa: E402
 from sluicegate.airflow.hooks.sluicegate import SluicegateHook  # noqa: E402
 from sluicegate.airflow.sensors.sluicegate import SyncSensor  # noqa: E402
 from sluicegate.airflow.triggers.sluicegate import SyncRunTrigger  # noqa: E402
@@ -250,6 +251,15 @@ def test_deferrable_sensor_hands_a_pending_run_to_the_trigger(use_project: Proje
     assert deferred.value.method_name == "execute_complete"
     assert (trigger.sync_run_id, trigger.poll_interval) == (run_id, 7.0)
     assert trigger.end_time is not None and before + 100 <= trigger.end_time <= time.time() + 100
+
+    # The Census sensor keeps airflow-provider-census's floor of one second between checks.
+    census = CensusSensor(
+        task_id="c", sync_run_id=str(run_id), census_conn_id="sluicegate_default",
+        deferrable=True, poke_interval=0.2,
+    )  # fmt: skip
+    with pytest.raises(TaskDeferred) as deferred:
+        census.execute({})
+    assert deferred.value.trigger.poll_interval == 1.0
     engine.cancel(run_id)
 
 

@@ -29,10 +29,12 @@ from typing import Any
 
 import pytest
 
-from _support import REPO, SERVE_TOKEN, UrlProcess, dbt_env, ensure_dbt_venv, start_serve
+from _support import REPO, SERVE_TOKEN, UrlProcess, dbt_env, ensure_dbt_venv, start_serve, xcom
 
 airflow = pytest.importorskip("airflow", reason="apache-airflow is not installed")
 AIRFLOW_2 = int(airflow.__version__.split(".")[0]) < 3
+
+from airflow.utils.session import create_session  # noqa: E402
 
 pytestmark = [pytest.mark.airflow, pytest.mark.core, pytest.mark.slow]
 
@@ -180,9 +182,11 @@ def load(folder: Path, dag_id: str) -> Any:
 
 def run(dag: Any, **kwargs: Any) -> dict[str, str]:
     """dag.test(); the task states, the DAG run's state under 'dag'."""
-    from airflow.utils.session import create_session
+    return states(dag.test(**kwargs))
 
-    dag_run = dag.test(**kwargs)
+
+def states(dag_run: Any) -> dict[str, str]:
+    """The task states of a DAG run, and the run's own state under 'dag'."""
     with create_session() as session:
         states = {
             ti.task_id: getattr(ti.state, "value", ti.state)
@@ -253,8 +257,20 @@ def test_deferrable_sync(
     dag = load(dag_folder, "sluicegate_deferrable_sync")
     task = dag.get_task("sync_hubspot_contacts")
     assert task.deferrable is True and [a.uri for a in task.outlets] == ["hubspot://crm/contacts"]
-    assert run(dag) == {"dag": "success", "sync_hubspot_contacts": "success"}
+    dag_run = dag.test()
+    assert states(dag_run) == {"dag": "success", "sync_hubspot_contacts": "success"}
     assert sorted(contacts(hubspot)) == EMAILS
     runs = server.get_json("/api/v1/syncs/1/sync_runs", SERVE_TOKEN)["data"]
     assert [r["status"] for r in runs] == ["completed"]
     assert runs[0]["records_updated"] == len(EMAILS)
+
+    # The task's extra link "Sync run" leads to this run's page on the server.
+    run_url = f"{server.url}/runs/{runs[0]['id']}"
+    assert xcom(dag_run, "sync_hubspot_contacts", "sync_run_url") == run_url
+    (link,) = [oe for oe in task.operator_extra_links if oe.name == "Sync run"]
+    if AIRFLOW_2:  # the webserver asks the link when the task's page is shown
+        with create_session() as session:
+            ti = dag_run.get_task_instance("sync_hubspot_contacts", session=session)
+            assert link.get_link(task, ti_key=ti.key) == run_url
+    else:  # Airflow 3 asks it when the task ends and keeps the answer in XCom for the UI
+        assert xcom(dag_run, "sync_hubspot_contacts", link.xcom_key) == run_url

@@ -157,6 +157,10 @@ class CensusSensor(SyncSensor):
     def census_conn_id(self) -> str:
         return self.sluicegate_conn_id
 
+    def _trigger_poll_interval(self) -> float:
+        # As airflow-provider-census's deferred sensor: at least one second between checks.
+        return max(super()._trigger_poll_interval(), 1.0)
+
 
 def __getattr__(name: str) -> Any:
     # CensusTrigger is loaded on first use: its base class pulls in Airflow's trigger machinery,

@@ -114,12 +114,16 @@ class SyncSensor(BaseSensorOperator):
             trigger=SyncRunTrigger(
                 sync_run_id=self._run_id(),
                 sluicegate_conn_id=self.sluicegate_conn_id,
-                poll_interval=_seconds(self.poke_interval) or 30.0,
+                poll_interval=self._trigger_poll_interval(),
                 end_time=None if timeout is None else time.time() + timeout,
             ),
             method_name="execute_complete",
         )
         return None  # not reached: defer() raises
+
+    def _trigger_poll_interval(self) -> float:
+        """Seconds between the trigger's checks when the wait is deferred."""
+        return _seconds(self.poke_interval) or 30.0
 
     def poke(self, context: Context) -> bool:
         run_id = self._run_id()
