@@ -17,12 +17,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 pytest.importorskip("airflow", reason="apache-airflow is not installed")
 
+from sluicegate.airflow import _api  # noqa: E402
 from sluicegate.airflow._api import ApiError, api_base, is_census_host  # noqa: E402
 from sluicegate.airflow._compat import AirflowException  # noqa: E402
 from sluicegate.airflow.census import (  # noqa: E402
@@ -424,3 +425,49 @@ def test_lineage_of_a_postgres_source_drops_credentials() -> None:
         "analytics.public.pub",
     )
     assert _source_pair(None, "warehouse", "t") == ("sluicegate://warehouse", "t")
+
+
+# ------------------------------------------------------------------ Fivetran Activations
+
+
+class _ActivationsStub(http.server.BaseHTTPRequestHandler):
+    """Answers `GET /api/v1/syncs` as Fivetran Activations does; remembers what it was sent."""
+
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        body = json.dumps(
+            {
+                "status": "success",
+                "data": [{"id": 11, "label": "contacts"}],
+                "pagination": {"total_records": 3, "per_page": 1, "page": 1, "last_page": 3,
+                               "prev_page": None, "next_page": 2},
+            }
+        ).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_census_test_connection_against_activations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `census` connection's test in Fivetran Activations mode: the stub stands in for
+    app.getcensus.com (its host is made one of the Activations domains)."""
+    stub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ActivationsStub)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    _ActivationsStub.seen.clear()
+    monkeypatch.setattr(_api, "_CENSUS_DOMAINS", ("127.0.0.1",))
+    url = f"http://127.0.0.1:{stub.server_address[1]}"
+    set_conn(monkeypatch, "census_default", conn_type="census", host=url, password="secret-token:wt-1")
+    try:
+        ok, message = CensusHook().test_connection()
+    finally:
+        stub.shutdown()
+    assert ok, message
+    assert message == f"3 syncs on the Fivetran Activations at {url}/api/v1"
+    assert _ActivationsStub.seen == [("/api/v1/syncs?page=1&per_page=1", "Bearer secret-token:wt-1")]

@@ -54,7 +54,8 @@ PLACEHOLDERS: dict[str, str] = {
 #: The ``census`` connection type of ``sluicegate.airflow.census`` (the drop-in for
 #: airflow-provider-census): the same fields as that package's.
 CENSUS_CONN_TYPE = "census"
-CENSUS_HOOK_CLASS_NAME = "sluicegate.airflow.census.CensusHook"
+CENSUS_DEFAULT_CONN_ID = "census_default"
+CENSUS_HOOK_CLASS_NAME = "sluicegate.airflow.hooks.census.CensusHook"
 CENSUS_HOOK_NAME = "Fivetran Activations (Census)"
 CENSUS_HIDDEN_FIELDS: list[str] = ["login", "port", "schema", "extra"]
 CENSUS_RELABELING: dict[str, str] = {
@@ -97,7 +98,7 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "Sluicegate",
-                "python-modules": ["sluicegate.airflow.hooks.sluicegate", "sluicegate.airflow.census"],
+                "python-modules": ["sluicegate.airflow.hooks.sluicegate", "sluicegate.airflow.hooks.census"],
             }
         ],
         "operators": [
