@@ -423,3 +423,13 @@ async fn validate_check_verifies_the_credentials_from_the_command_line() {
     assert!(!text.contains("wrong-secret-value"), "the token leaked: {text}");
     emu.stop().await;
 }
+
+#[test]
+fn emulator_help_lists_the_fault_flags() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluicegate")).args(["emulate", "hubspot", "--help"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--error-rate", "--error-status", "--latency-ms", "--stall-every", "--stall-seconds", "--storm-next", "--storm-retry-after"] {
+        assert!(help.contains(flag), "`emulate hubspot --help` lacks {flag}:\n{help}");
+    }
+}

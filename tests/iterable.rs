@@ -430,3 +430,13 @@ async fn invalid_user_ids_are_rejected_alone_with_iterables_reason() {
     }
     emu.stop().await;
 }
+
+#[test]
+fn emulator_help_lists_the_fault_flags() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluicegate")).args(["emulate", "iterable", "--help"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--fail-rate", "--fail-status", "--latency-ms", "--stall-every", "--stall-seconds", "--storm-next"] {
+        assert!(help.contains(flag), "`emulate iterable --help` lacks {flag}:\n{help}");
+    }
+}

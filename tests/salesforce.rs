@@ -673,3 +673,13 @@ async fn an_access_token_echoed_by_salesforce_is_never_shown() {
     assert_no_secret(&r.error_detail.unwrap_or_default());
     emu.stop().await;
 }
+
+#[test]
+fn emulator_help_lists_the_fault_flags() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluicegate")).args(["emulate", "salesforce", "--help"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--fail-rate", "--fail-status", "--latency-ms", "--stall-every", "--stall-seconds", "--storm-next", "--request-limit-next", "--echo-token-next"] {
+        assert!(help.contains(flag), "`emulate salesforce --help` lacks {flag}:\n{help}");
+    }
+}
