@@ -645,8 +645,32 @@ async fn a_bulk_job_past_the_timeout_is_aborted() {
     emu.stop().await;
 }
 
+/// Everything logged in this test binary (all levels of sluicegate's own logs).
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("sluicegate=trace"))
+        .with_ansi(false)
+        .with_writer(|| LogSink)
+        .try_init();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_access_token_echoed_by_salesforce_is_never_shown() {
+    capture_logs();
     let dir = tempfile::tempdir().unwrap();
     Warehouse::create(dir.path(), 3).await;
     // Every answer is a 400 quoting the bearer token: the batch is split down to single
@@ -671,6 +695,10 @@ async fn an_access_token_echoed_by_salesforce_is_never_shown() {
     assert!(msg.contains("Bearer ***") && msg.contains("gave up after 4 attempts"), "{msg}");
     assert_no_secret(&msg);
     assert_no_secret(&r.error_detail.unwrap_or_default());
+    // The retries were logged with Salesforce's words, and no token.
+    let logs = String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    assert!(logs.contains("Bearer ***") && logs.contains("retrying"), "the retries were not logged: {logs}");
+    assert_no_secret(&logs);
     emu.stop().await;
 }
 
