@@ -440,3 +440,20 @@ fn emulator_help_lists_the_fault_flags() {
         assert!(help.contains(flag), "`emulate iterable --help` lacks {flag}:\n{help}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_nth_stalled_request_times_out_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 60).await;
+    let emu = emulator(unlimited()).await;
+    // Every 2nd bulkUpdate hangs 2 s; the destination gives up after 500 ms and sends it again.
+    emu.set_faults(Faults { stall_every: 2, stall_seconds: 2.0, ..Default::default() });
+    let engine = open(dir.path(), &project(&emu.url, &fast("    batch_size: 20\n    max_concurrency: 1\n    timeout: 500ms\n"), &users_sync(1, "upsert", "table: contacts"))).await;
+    let r = run(&engine, 1, false).await;
+    completed(&r);
+    assert_eq!((r.counts.records_updated, r.counts.records_failed), (Some(60), Some(0)));
+    let s = emu.stats();
+    assert_eq!(s.users, 60);
+    assert!(s.stalled >= 2, "{s:?}");
+    emu.stop().await;
+}
