@@ -239,10 +239,10 @@ fn url_secrets(url: &str) -> Vec<String> {
     }
     let mut out = Vec::new();
     for v in raw {
-        if let Ok(decoded) = percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8() {
-            if decoded != v {
-                out.push(decoded.into_owned());
-            }
+        if let Ok(decoded) = percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8()
+            && decoded != v
+        {
+            out.push(decoded.into_owned());
         }
         out.push(v);
     }

@@ -828,7 +828,7 @@ async fn delay(s: &Server) -> Option<Response> {
             i.stats.stalled += 1;
         }
         let every = i.faults.stall_every;
-        let stall_for = (!stall && every > 0 && i.received % every == 0 && i.faults.stall_seconds > 0.0).then_some(i.faults.stall_seconds);
+        let stall_for = (!stall && every > 0 && i.received.is_multiple_of(every) && i.faults.stall_seconds > 0.0).then_some(i.faults.stall_seconds);
         if stall_for.is_some() {
             i.stats.stalled += 1;
         }

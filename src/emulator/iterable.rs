@@ -361,7 +361,7 @@ async fn pause(s: &Shared) {
         inner.received += 1;
         let f = inner.cfg().faults.clone();
         let stall = (hits(inner.writes, f.stall_rate) && f.stall_ms > 0).then_some(f.stall_ms);
-        let stall_for = (f.stall_every > 0 && inner.received % f.stall_every == 0 && f.stall_seconds > 0.0).then_some(f.stall_seconds);
+        let stall_for = (f.stall_every > 0 && inner.received.is_multiple_of(f.stall_every) && f.stall_seconds > 0.0).then_some(f.stall_seconds);
         if stall_for.is_some() {
             inner.stats.stalled += 1;
         }

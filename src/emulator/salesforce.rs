@@ -763,7 +763,7 @@ async fn data(State(s): State<Shared>, method: Method, uri: Uri, headers: Header
         let mut inner = lock(&s);
         inner.calls += 1;
         let f = inner.cfg.faults.clone();
-        let stall = (f.stall_every > 0 && inner.calls % f.stall_every == 0 && f.stall_seconds > 0.0).then_some(f.stall_seconds);
+        let stall = (f.stall_every > 0 && inner.calls.is_multiple_of(f.stall_every) && f.stall_seconds > 0.0).then_some(f.stall_seconds);
         if stall.is_some() {
             inner.stats.stalls += 1;
         }
