@@ -423,3 +423,28 @@ async fn validate_check_verifies_the_credentials_from_the_command_line() {
     assert!(!text.contains("wrong-secret-value"), "the token leaked: {text}");
     emu.stop().await;
 }
+
+#[test]
+fn emulator_help_lists_the_fault_flags() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluicegate")).args(["emulate", "hubspot", "--help"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--error-rate", "--error-status", "--latency-ms", "--stall-every", "--stall-seconds", "--storm-next", "--storm-retry-after"] {
+        assert!(help.contains(flag), "`emulate hubspot --help` lacks {flag}:\n{help}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_nth_stalled_request_times_out_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every 2nd request hangs 2 s, then 504; the destination gives up after 500 ms and retries.
+    let emu = emulator(|c| c.faults = Faults { stall_every: 2, stall_seconds: 2.0, ..Faults::default() }).await;
+    let (_wh, engine) = setup(dir.path(), 60, &project(&emu.url, "    batch_size: 20\n    max_concurrency: 1\n    timeout: 500ms\n", &sync(1, "upsert", "table: contacts"))).await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!((r.counts.records_updated, r.counts.records_failed), (Some(60), Some(0)));
+    let s = emu.stats();
+    assert_eq!(s.contacts, 60);
+    assert!(s.stalled >= 2, "{s:?}");
+    emu.stop().await;
+}

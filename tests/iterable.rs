@@ -402,3 +402,58 @@ async fn emulator_answers_with_iterables_shapes() {
     assert_eq!(body(r).await["deletes"], 1);
     emu.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_user_ids_are_rejected_alone_with_iterables_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::create(dir.path(), 10).await;
+    // Iterable refuses a userId with non-ASCII characters or a trailing space, per user, in an
+    // HTTP 200 answer (`invalidUserIds`, `failedUpdates.invalidUserIds`).
+    wh.exec("UPDATE contacts SET name = 'Usér 5' WHERE id = 5").await;
+    wh.exec("UPDATE contacts SET name = 'User 6 ' WHERE id = 6").await;
+    let emu = emulator(unlimited()).await;
+    let sync = "  - id: 1\n    name: members\n    source: {connection: warehouse, table: contacts}\n    destination: {connection: it, object: users}\n    \
+                primary_identifier: {from: name, to: userId}\n    mappings:\n      - {from: email, to: contactEmail}\n      - {from: score, to: score}\n    behavior: upsert\n";
+    let engine = open(dir.path(), &project(&emu.url, &fast(""), sync)).await;
+    let r = run(&engine, 1, false).await;
+    completed(&r);
+    assert_eq!((r.counts.records_updated, r.counts.records_failed), (Some(8), Some(2)));
+    let s = emu.stats();
+    assert_eq!((s.users, s.bulk_update_requests), (8, 1), "one request: the answer named the two at fault");
+    assert!(emu.users().iter().all(|u| u["userId"] != "Usér 5" && u["userId"] != "User 6 "));
+    let mut failed: Vec<(String, String)> =
+        engine.run_records(r.id, 10).await.unwrap().into_iter().map(|o| (o.identifier.unwrap(), o.reason)).collect();
+    failed.sort();
+    assert_eq!(failed.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>(), ["User 6 ", "Usér 5"]);
+    for (id, reason) in &failed {
+        assert!(reason.contains("userId malformed") && reason.ends_with("(failedUpdates.invalidUserIds)"), "{id}: {reason}");
+    }
+    emu.stop().await;
+}
+
+#[test]
+fn emulator_help_lists_the_fault_flags() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluicegate")).args(["emulate", "iterable", "--help"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--fail-rate", "--fail-status", "--latency-ms", "--stall-every", "--stall-seconds", "--storm-next"] {
+        assert!(help.contains(flag), "`emulate iterable --help` lacks {flag}:\n{help}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_nth_stalled_request_times_out_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 60).await;
+    let emu = emulator(unlimited()).await;
+    // Every 2nd bulkUpdate hangs 2 s; the destination gives up after 500 ms and sends it again.
+    emu.set_faults(Faults { stall_every: 2, stall_seconds: 2.0, ..Default::default() });
+    let engine = open(dir.path(), &project(&emu.url, &fast("    batch_size: 20\n    max_concurrency: 1\n    timeout: 500ms\n"), &users_sync(1, "upsert", "table: contacts"))).await;
+    let r = run(&engine, 1, false).await;
+    completed(&r);
+    assert_eq!((r.counts.records_updated, r.counts.records_failed), (Some(60), Some(0)));
+    let s = emu.stats();
+    assert_eq!(s.users, 60);
+    assert!(s.stalled >= 2, "{s:?}");
+    emu.stop().await;
+}

@@ -506,3 +506,208 @@ async fn emulator_answers_like_salesforce() {
     assert_eq!(back["count"], 1);
     emu.stop().await;
 }
+
+/// The reasons a run recorded for its rejected records.
+async fn reasons(engine: &Engine, run: i64) -> Vec<String> {
+    engine.run_records(run, 100).await.unwrap().into_iter().map(|o| o.reason).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_ninety_percent_of_the_daily_allocation_the_run_is_paced() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 5).await;
+    // 100,000 requests left of 2,000,000 (95 % used): spread over 24 h, one per 0.864 s.
+    let emu = emulator(SalesforceEmulatorConfig { daily_limit: 2_000_000, ..Default::default() }).await;
+    emu.set_api_usage(1_900_000);
+    let engine = open(dir.path(), &project(&emu.url, "    batch_size: 1\n    max_concurrency: 1\n", &sync(1, "upsert", "table: contacts"))).await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!(r.counts.records_updated, Some(5));
+    let at = emu.arrivals();
+    assert_eq!(at.len(), 5, "one request per record");
+    // The first answer brings the hint; the second request was already let through, each
+    // later one waits its interval: a lower bound only, which a slow machine cannot break.
+    let span = at[4] - at[1];
+    let interval = 86_400.0 / 99_999.0;
+    assert!(span.as_secs_f64() >= 3.0 * interval * 0.98, "requests 2 to 5 took {span:?}, not paced at {interval:.3} s");
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_times_out_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 3).await;
+    // Every 2nd data call hangs 3 s; the destination gives up after 1 s and retries.
+    let emu = emulator(SalesforceEmulatorConfig { faults: Faults { stall_every: 2, stall_seconds: 3.0, ..Default::default() }, ..Default::default() }).await;
+    let engine = open(dir.path(), &project(&emu.url, "    batch_size: 1\n    max_concurrency: 1\n    timeout: 1s\n", &sync(1, "upsert", "table: contacts"))).await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!((r.counts.records_updated, r.counts.records_failed), (Some(3), Some(0)));
+    let s = emu.stats();
+    assert_eq!(s.stored, 3);
+    assert!(s.stalls >= 2, "{s:?}");
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_storm_is_ridden_out_and_a_spent_allocation_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 20).await;
+    // Six "ConcurrentPerOrgLongTxn" refusals in a row: more than the 4 attempts a batch has,
+    // so the run completes only if throttling is waited out rather than counted as failures.
+    let emu = emulator(SalesforceEmulatorConfig { faults: Faults { concurrent_limit_next: 6, ..Default::default() }, ..Default::default() }).await;
+    let engine = open(dir.path(), &project(&emu.url, "    max_concurrency: 1\n", &sync(1, "upsert", "table: contacts"))).await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!(r.counts.records_updated, Some(20));
+    assert_eq!((emu.stats().limit_exceeded, emu.stats().stored), (6, 20));
+
+    // "TotalRequests Limit exceeded.": the daily allocation; retrying cannot help.
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 20).await;
+    emu.set_faults(Faults { request_limit_next: 3, ..Default::default() });
+    let engine = open(dir.path(), &project(&emu.url, "    max_concurrency: 1\n", &sync(1, "upsert", "table: contacts"))).await;
+    let before = emu.stats().requests;
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let msg = r.error_message.unwrap();
+    assert!(msg.contains("REQUEST_LIMIT_EXCEEDED") && msg.contains("daily API request limit exceeded"), "{msg}");
+    assert_eq!(emu.stats().requests - before, 1, "failed at the first refusal, no retries");
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_credentials_flow_completes_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 30).await;
+    // The emulator refuses any refresh token: only the client-credentials grant can work.
+    let emu = emulator(SalesforceEmulatorConfig { refresh_token: "no-refresh-token-is-valid".into(), ..Default::default() }).await;
+    let text = project(&emu.url, "", &sync(1, "upsert", "table: contacts")).replace(&format!("    refresh_token: ${{SF_TEST_REFRESH_TOKEN:-{REFRESH}}}\n"), "");
+    assert!(!text.contains("refresh_token"));
+    let engine = open(dir.path(), &text).await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!(r.counts.records_updated, Some(30));
+    let s = emu.stats();
+    assert_eq!((s.stored, s.tokens_issued, s.token_refusals), (30, 1, 0));
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_invalid_session_right_after_a_refresh_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 10).await;
+    // Every token is refused at its first use: the refreshed one too.
+    let emu = emulator(SalesforceEmulatorConfig { faults: Faults { expire_tokens_after: Some(0), ..Default::default() }, ..Default::default() }).await;
+    let engine = open(dir.path(), &project(&emu.url, "    max_concurrency: 1\n", &sync(1, "upsert", "table: contacts"))).await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let msg = r.error_message.clone().unwrap();
+    assert!(msg.contains("refused a freshly issued access token") && msg.contains("INVALID_SESSION_ID") && msg.contains("API Enabled"), "{msg}");
+    assert_no_secret(&msg);
+    assert_no_secret(&r.error_detail.unwrap_or_default());
+    let s = emu.stats();
+    assert_eq!((s.tokens_issued, s.sessions_refused, s.stored), (2, 2, 0), "one refresh, then the run stops");
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_bulk_job_fails_the_run_with_salesforces_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 10).await;
+    let emu = emulator(Default::default()).await;
+    // A mapped field Contact does not have: the job's CSV header names it, the job fails.
+    let s = sync(1, "upsert", "table: contacts").replace("to: VIP__c", "to: Nickname__c");
+    let engine = open(dir.path(), &project(&emu.url, "    api: bulk\n", &s)).await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let msg = r.error_message.unwrap();
+    assert!(msg.contains("Bulk API job") && msg.contains("failed: InvalidBatch : Field name not found : Nickname__c") && msg.contains("mappings"), "{msg}");
+    assert_no_secret(&msg);
+    assert_eq!((emu.stats().bulk_jobs, emu.stats().stored), (1, 0), "no retry of a failed job");
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_job_past_the_timeout_is_aborted() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 10).await;
+    let emu = emulator(SalesforceEmulatorConfig { bulk_polls: 1_000_000, ..Default::default() }).await;
+    let text = project(&emu.url, "    api: bulk\n    timeout: 1s\n", &sync(1, "upsert", "table: contacts")).replace("max_attempts: 4", "max_attempts: 2");
+    let engine = open(dir.path(), &text).await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let msg = r.error_message.unwrap();
+    assert!(msg.contains("did not finish within 1s") && msg.contains("it was aborted"), "{msg}");
+    let s = emu.stats();
+    // (Rows a job applied before its abort stay applied, in Salesforce as in the emulator.)
+    assert_eq!((s.bulk_jobs, s.bulk_jobs_aborted), (2, 2), "each attempt's job was aborted");
+    emu.stop().await;
+}
+
+/// Everything logged in this test binary (all levels of sluicegate's own logs).
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("sluicegate=trace"))
+        .with_ansi(false)
+        .with_writer(|| LogSink)
+        .try_init();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_token_echoed_by_salesforce_is_never_shown() {
+    capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 3).await;
+    // Every answer is a 400 quoting the bearer token: the batch is split down to single
+    // records, each rejected with Salesforce's text.
+    let emu = emulator(SalesforceEmulatorConfig { faults: Faults { echo_token_next: 1000, ..Default::default() }, ..Default::default() }).await;
+    let engine = open(dir.path(), &project(&emu.url, "", &sync(1, "upsert", "table: contacts"))).await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!(r.counts.records_failed, Some(3));
+    let got = reasons(&engine, r.id).await;
+    assert_eq!(got.len(), 3);
+    for reason in &got {
+        assert!(reason.contains("INVALID_INPUT") && reason.contains("Bearer ***"), "{reason}");
+        assert_no_secret(reason);
+    }
+
+    // The same echo in a 503 the delivery layer gives up on: the run's error.
+    emu.set_faults(Faults { echo_token_next: 1000, echo_token_status: 503, ..Default::default() });
+    let r = run(&engine, 1, true).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let msg = r.error_message.clone().unwrap();
+    assert!(msg.contains("Bearer ***") && msg.contains("gave up after 4 attempts"), "{msg}");
+    assert_no_secret(&msg);
+    assert_no_secret(&r.error_detail.unwrap_or_default());
+    // The retries were logged with Salesforce's words, and no token.
+    let logs = String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    assert!(logs.contains("Bearer ***") && logs.contains("retrying"), "the retries were not logged: {logs}");
+    assert_no_secret(&logs);
+    emu.stop().await;
+}
+
+#[test]
+fn emulator_help_lists_the_fault_flags() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluicegate")).args(["emulate", "salesforce", "--help"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--fail-rate", "--fail-status", "--latency-ms", "--stall-every", "--stall-seconds", "--storm-next", "--request-limit-next", "--echo-token-next"] {
+        assert!(help.contains(flag), "`emulate salesforce --help` lacks {flag}:\n{help}");
+    }
+}

@@ -187,7 +187,10 @@ const MIN_SECRET_LEN: usize = 4;
 pub fn secret_values(config: &DestinationConfig) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     match &config.kind {
-        DestinationKind::Webhook(c) => out.extend(c.headers.iter().map(|(_, v)| v.expose().to_string())),
+        DestinationKind::Webhook(c) => {
+            out.extend(c.headers.iter().map(|(_, v)| v.expose().to_string()));
+            out.extend(url_secrets(c.url.expose()));
+        }
         DestinationKind::Hubspot(c) => out.push(c.access_token.expose().to_string()),
         DestinationKind::Iterable(c) => out.push(c.api_key.expose().to_string()),
         DestinationKind::Salesforce(c) => {
@@ -209,6 +212,40 @@ pub fn secret_values(config: &DestinationConfig) -> Vec<String> {
     // Longest first, so a secret that contains another is masked whole.
     out.sort_by_key(|s| std::cmp::Reverse(s.len()));
     out.dedup();
+    out
+}
+
+/// Query parameters whose values are credentials (compared case-insensitively, `-` as `_`).
+const SECRET_QUERY_KEYS: &[&str] = &[
+    "token", "key", "secret", "signature", "sig", "password", "pass", "pwd", "apikey", "api_key", "access_token", "auth", "client_secret",
+];
+
+/// The credentials inside a URL: its userinfo password and the values of query parameters
+/// named like credentials (`?token=…`, `api_key`, `sig`, …, also as a suffix: `x_api_key`),
+/// each as written and percent-decoded.
+fn url_secrets(url: &str) -> Vec<String> {
+    let Ok(u) = reqwest::Url::parse(url) else { return Vec::new() };
+    let mut raw: Vec<String> = Vec::new();
+    if let Some(pw) = u.password() {
+        raw.push(pw.to_string());
+    }
+    for pair in u.query().unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_encoding::percent_decode_str(k).decode_utf8_lossy().to_ascii_lowercase().replace('-', "_");
+        let secret = SECRET_QUERY_KEYS.iter().any(|s| key == *s || key.ends_with(&format!("_{s}")));
+        if secret && !v.is_empty() {
+            raw.push(v.to_string());
+        }
+    }
+    let mut out = Vec::new();
+    for v in raw {
+        if let Ok(decoded) = percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8()
+            && decoded != v
+        {
+            out.push(decoded.into_owned());
+        }
+        out.push(v);
+    }
     out
 }
 
@@ -445,6 +482,35 @@ syncs:
                 .collect(),
             Err(SendError::RateLimited { message, .. } | SendError::Transient { message, .. } | SendError::Fatal { message } | SendError::BatchRejected { message }) => vec![message],
         }
+    }
+
+    #[tokio::test]
+    async fn a_webhook_url_password_and_token_parameters_are_secrets() {
+        let text = r#"
+sources:
+  w: { url: "sqlite://w.db" }
+destinations:
+  wh: { type: webhook, url: "https://bot:pa%24%24word@hooks.example.com/in?token=XYZ123&Api-Key=k3y-99&page=2&x_signature=s1g%2Bv" }
+syncs:
+  - id: 1
+    name: s
+    source: { connection: w, table: t }
+    destination: { connection: wh, object: contacts }
+    primary_identifier: { from: email, to: email }
+    mappings: [ { from: a, to: a } ]
+"#;
+        let p = Project::from_str_with_env(text, std::path::Path::new("/tmp/sluicegate.yml"), &|_: &str| None).unwrap();
+        let values = secret_values(&p.destinations["wh"]);
+        for s in ["XYZ123", "k3y-99", "pa%24%24word", "pa$$word", "s1g%2Bv", "s1g+v"] {
+            assert!(values.iter().any(|v| v == s), "{s} is not among {values:?}");
+        }
+        assert!(!values.iter().any(|v| v == "2" || v == "bot"), "{values:?}");
+        let d = Scrubbed::wrap(Arc::new(Echo("XYZ123".into())), values);
+        let payload = Map::new();
+        let recs = [OutRecord { identifier: "a", payload: &payload }];
+        let err = texts(d.send(Operation::Delete, &recs).await);
+        assert_eq!(err, vec!["401 ***".to_string()]);
+        assert_eq!(d.check().await.unwrap_err(), "401: token *** refused");
     }
 
     #[tokio::test]

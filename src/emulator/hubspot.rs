@@ -35,8 +35,10 @@
 //! Faults (`PUT /_emulator/faults`, or [`HubspotEmulator::set_faults`]): `error_rate` (a share
 //! of admitted requests, spread evenly) and `error_next` (the next N) answered `error_status`
 //! (502 by default) without being applied; `latency_ms` before every answer; `stall_next`: the
-//! next N requests get no answer until the client gives up; `storm_next`: the next N requests
-//! answered 429 `TEN_SECONDLY_ROLLING` (a 429 storm); `whole_batch_validation`.
+//! next N requests get no answer until the client gives up; `stall_every` / `stall_seconds`:
+//! every Nth request hangs that long, then 504 unapplied; `storm_next`: the next N requests
+//! answered 429 `TEN_SECONDLY_ROLLING` (a 429 storm), with `Retry-After: storm_retry_after`
+//! when set; `whole_batch_validation`.
 //!
 //! Read-back: `GET /_emulator/contacts[?archived=true]`, `GET /_emulator/stats` (requests, 429s,
 //! errors, records created/updated/archived, and a per-second log of requests and 429s since
@@ -105,6 +107,19 @@ pub struct Args {
     /// Milliseconds to wait before answering each request.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Every Nth request hangs for --stall-seconds, then is answered 504 unapplied (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub stall_every: u64,
+    /// How long a stalled request hangs, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub stall_seconds: f64,
+    /// A 429 storm: the next N requests are answered 429 "You have reached your secondly
+    /// limit." (policyName TEN_SECONDLY_ROLLING) with the rate-limit headers.
+    #[arg(long, default_value_t = 0)]
+    pub storm_next: u64,
+    /// Retry-After seconds on the storm's 429s (HubSpot documents none; unset: none).
+    #[arg(long)]
+    pub storm_retry_after: Option<u64>,
     /// Refuse a batch with an invalid value as a whole (400) even when its inputs carry
     /// objectWriteTraceId.
     #[arg(long)]
@@ -129,6 +144,15 @@ pub struct Faults {
     /// The next N requests are answered 429 `TEN_SECONDLY_ROLLING`.
     #[serde(default)]
     pub storm_next: u64,
+    /// `Retry-After` (seconds) on the storm's 429s; none by default, as HubSpot documents none.
+    #[serde(default)]
+    pub storm_retry_after: Option<u64>,
+    /// Every Nth request (counting from the first) hangs for `stall_seconds`, then is answered
+    /// 504 without being applied (0: never).
+    #[serde(default)]
+    pub stall_every: u64,
+    #[serde(default)]
+    pub stall_seconds: f64,
     /// Refuse a batch with an invalid value as a whole, trace IDs or not.
     #[serde(default)]
     pub whole_batch_validation: bool,
@@ -247,6 +271,10 @@ struct Inner {
     started: Instant,
     stats: Stats,
     serial: u64,
+    /// API requests received, for `stall_every`.
+    received: u64,
+    /// `Retry-After` for the answer being built (a storm's 429).
+    retry_after: Option<u64>,
 }
 
 struct Server {
@@ -362,6 +390,9 @@ impl Inner {
             h.push(("x-hubspot-ratelimit-daily", self.rate.daily_limit.to_string()));
             h.push(("x-hubspot-ratelimit-daily-remaining", self.rate.daily_limit.saturating_sub(self.daily_used).to_string()));
         }
+        if let Some(secs) = self.retry_after.take() {
+            h.push(("retry-after", secs.to_string()));
+        }
         h
     }
 
@@ -413,6 +444,7 @@ impl Inner {
         }
         if self.faults.storm_next > 0 {
             self.faults.storm_next -= 1;
+            self.retry_after = self.faults.storm_retry_after;
             return Err(self.rate_limited(false));
         }
         let now = Instant::now();
@@ -787,17 +819,31 @@ fn respond(status: StatusCode, body: Option<Value>, headers: Vec<(&'static str, 
 
 /// Latency and stalls, before a request is looked at. `Some`: the answer for a stalled one.
 async fn delay(s: &Server) -> Option<Response> {
-    let (latency, stall) = {
+    let (latency, stall, stall_for) = {
         let mut i = lock(s);
+        i.received += 1;
         let stall = i.faults.stall_next > 0;
         if stall {
             i.faults.stall_next -= 1;
             i.stats.stalled += 1;
         }
-        (i.faults.latency_ms, stall)
+        let every = i.faults.stall_every;
+        let stall_for = (!stall && every > 0 && i.received.is_multiple_of(every) && i.faults.stall_seconds > 0.0).then_some(i.faults.stall_seconds);
+        if stall_for.is_some() {
+            i.stats.stalled += 1;
+        }
+        (i.faults.latency_ms, stall, stall_for)
     };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    if let Some(secs) = stall_for {
+        let mut stop = s.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs_f64(secs.min(3600.0))) => {}
+            _ = stop.wait_for(|v| *v) => {}
+        }
+        return Some(StatusCode::GATEWAY_TIMEOUT.into_response());
     }
     if stall {
         let mut stop = s.stop.clone();
@@ -964,6 +1010,8 @@ impl HubspotEmulator {
                 started: Instant::now(),
                 stats: Stats::default(),
                 serial: 0,
+                received: 0,
+                retry_after: None,
             }),
             stop: stop_rx,
         });
@@ -1045,6 +1093,9 @@ pub async fn run_cli(args: &Args) -> Result<i32> {
     if args.rate_limit == 0 || args.interval_ms == 0 {
         return Err(Error::other("--rate-limit and --interval-ms must be at least 1"));
     }
+    if !(args.stall_seconds.is_finite() && args.stall_seconds >= 0.0) {
+        return Err(Error::other("--stall-seconds must be a number of seconds, 0 or more"));
+    }
     let config = HubspotEmulatorConfig {
         token: args.token.clone().filter(|t| !t.is_empty()),
         scopes: None,
@@ -1055,6 +1106,10 @@ pub async fn run_cli(args: &Args) -> Result<i32> {
             error_rate: args.error_rate,
             error_status: args.error_status,
             latency_ms: args.latency_ms,
+            stall_every: args.stall_every,
+            stall_seconds: args.stall_seconds,
+            storm_next: args.storm_next,
+            storm_retry_after: args.storm_retry_after,
             whole_batch_validation: args.whole_batch_validation,
             ..Faults::default()
         },

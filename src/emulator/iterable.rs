@@ -39,7 +39,8 @@
 //! - Faults (`PUT /_emulator/faults`): `fail_rate` of write requests (spread evenly) answered
 //!   `fail_status` with `{"msg", "code": "GenericError"}`; `rate_limit_next: N` answers the next
 //!   N write requests 429; `latency_ms` delays every answer; `stall_ms` holds `stall_rate` of
-//!   write requests that long before answering (a hung server, for timeouts).
+//!   write requests that long before answering (a hung server, for timeouts); `stall_every` /
+//!   `stall_seconds` hold every Nth write request that long.
 //! - Read-back: `GET /_emulator/users`, `GET /_emulator/events`, `GET /_emulator/stats`,
 //!   `POST /_emulator/reset` (everything: users, events, field types, counters).
 
@@ -81,6 +82,12 @@ pub struct Faults {
     pub stall_rate: f64,
     #[serde(default)]
     pub stall_ms: u64,
+    /// Every Nth write request (counting from the first) is held `stall_seconds` before it is
+    /// handled (0: never).
+    #[serde(default)]
+    pub stall_every: u64,
+    #[serde(default)]
+    pub stall_seconds: f64,
 }
 
 fn default_fail_status() -> u16 {
@@ -89,7 +96,7 @@ fn default_fail_status() -> u16 {
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { fail_rate: 0.0, fail_status: 503, rate_limit_next: 0, latency_ms: 0, stall_rate: 0.0, stall_ms: 0 }
+        Faults { fail_rate: 0.0, fail_status: 503, rate_limit_next: 0, latency_ms: 0, stall_rate: 0.0, stall_ms: 0, stall_every: 0, stall_seconds: 0.0 }
     }
 }
 
@@ -139,6 +146,8 @@ pub struct Stats {
     pub too_large: u64,
     pub bad_requests: u64,
     pub faults: u64,
+    /// Write requests held by `stall_every`.
+    pub stalled: u64,
     pub users_succeeded: u64,
     pub users_failed: u64,
     pub events_succeeded: u64,
@@ -168,6 +177,8 @@ struct Inner {
     /// Endpoint → (window start, requests in it).
     windows: HashMap<&'static str, (Instant, u32)>,
     writes: u64,
+    /// Write requests received, for `stall_every`.
+    received: u64,
     config: Option<IterableEmulatorConfig>,
 }
 
@@ -345,16 +356,25 @@ fn bad_json(endpoint: &str, params: Value) -> Response {
 }
 
 async fn pause(s: &Shared) {
-    let (latency, stall) = {
-        let inner = lock(s);
-        let f = &inner.cfg().faults;
-        (f.latency_ms, (hits(inner.writes, f.stall_rate) && f.stall_ms > 0).then_some(f.stall_ms))
+    let (latency, stall, stall_for) = {
+        let mut inner = lock(s);
+        inner.received += 1;
+        let f = inner.cfg().faults.clone();
+        let stall = (hits(inner.writes, f.stall_rate) && f.stall_ms > 0).then_some(f.stall_ms);
+        let stall_for = (f.stall_every > 0 && inner.received.is_multiple_of(f.stall_every) && f.stall_seconds > 0.0).then_some(f.stall_seconds);
+        if stall_for.is_some() {
+            inner.stats.stalled += 1;
+        }
+        (f.latency_ms, stall, stall_for)
     };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     if let Some(ms) = stall {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(secs) = stall_for {
+        tokio::time::sleep(Duration::from_secs_f64(secs.min(3600.0))).await;
     }
 }
 
@@ -958,6 +978,16 @@ pub struct Args {
     /// Milliseconds before every answer.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Every Nth write request is held --stall-seconds before it is handled (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub stall_every: u64,
+    /// How long a stalled write request is held, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub stall_seconds: f64,
+    /// A 429 storm: the next N write requests are answered 429 {"code": "RateLimitExceeded"}
+    /// (no Retry-After, like Iterable).
+    #[arg(long, default_value_t = 0)]
+    pub storm_next: u64,
     /// Event names the project refuses (repeatable).
     #[arg(long = "disallow-event")]
     pub disallow_event: Vec<String>,
@@ -967,11 +997,22 @@ pub async fn run_cli(args: &Args) -> Result<i32> {
     if !(0.0..=1.0).contains(&args.fail_rate) {
         return Err(Error::other("--fail-rate must be between 0 and 1"));
     }
+    if !(args.stall_seconds.is_finite() && args.stall_seconds >= 0.0) {
+        return Err(Error::other("--stall-seconds must be a number of seconds, 0 or more"));
+    }
     let config = IterableEmulatorConfig {
         api_key: args.api_key.clone(),
         max_body_bytes: args.max_body_bytes,
         rate_limits: RateLimits { bulk_update: args.bulk_update_rate, track_bulk: args.track_bulk_rate, delete: args.delete_rate },
-        faults: Faults { fail_rate: args.fail_rate, fail_status: args.fail_status, latency_ms: args.latency_ms, ..Default::default() },
+        faults: Faults {
+            fail_rate: args.fail_rate,
+            fail_status: args.fail_status,
+            latency_ms: args.latency_ms,
+            stall_every: args.stall_every,
+            stall_seconds: args.stall_seconds,
+            rate_limit_next: args.storm_next,
+            ..Default::default()
+        },
         disallowed_event_names: args.disallow_event.clone(),
     };
     let emu = IterableEmulator::start(SocketAddr::new(args.host, args.port), config).await?;

@@ -33,7 +33,10 @@
 //! - `GET sobjects/{object}/describe`, `GET limits`.
 //! - Faults (`PUT /_emulator/faults`): `fail_rate` / `fail_next` (503 `SERVER_UNAVAILABLE`, or
 //!   `fail_status`), `latency_ms`, `lock_rate`, `expire_tokens_after`, `concurrent_limit_next`
-//!   (403 "ConcurrentPerOrgLongTxn Limit exceeded.").
+//!   (403 "ConcurrentPerOrgLongTxn Limit exceeded.", a throttling storm: Salesforce's REST API
+//!   never answers 429), `request_limit_next` (403 "TotalRequests Limit exceeded."),
+//!   `stall_every` / `stall_seconds` (every Nth data call hangs that long, then 503),
+//!   `echo_token_next` / `echo_token_status` (an error body quoting the bearer token).
 //! - Read-back: `GET /_emulator/records/{object}`, `GET /_emulator/stats`; `POST
 //!   /_emulator/reset` forgets records, jobs, counters and the day's usage.
 
@@ -227,6 +230,26 @@ pub struct Faults {
     /// The next N data calls are refused with "ConcurrentPerOrgLongTxn Limit exceeded.".
     #[serde(default)]
     pub concurrent_limit_next: u64,
+    /// The next N data calls are refused with `403 REQUEST_LIMIT_EXCEEDED` "TotalRequests Limit
+    /// exceeded." (Salesforce's throttle answer: its REST API never answers 429).
+    #[serde(default)]
+    pub request_limit_next: u64,
+    /// Every Nth data call (counting from the first) hangs for `stall_seconds` before it is
+    /// answered (0: never).
+    #[serde(default)]
+    pub stall_every: u64,
+    #[serde(default)]
+    pub stall_seconds: f64,
+    /// The next N data calls are answered `echo_token_status` with an error body that quotes
+    /// the caller's bearer token (a leaky proxy or service), to test that no token is shown.
+    #[serde(default)]
+    pub echo_token_next: u64,
+    #[serde(default = "default_echo_status")]
+    pub echo_token_status: u16,
+}
+
+fn default_echo_status() -> u16 {
+    400
 }
 
 fn default_fail_status() -> u16 {
@@ -235,7 +258,20 @@ fn default_fail_status() -> u16 {
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { fail_rate: 0.0, fail_next: 0, fail_status: 503, latency_ms: 0, lock_rate: 0.0, expire_tokens_after: None, concurrent_limit_next: 0 }
+        Faults {
+            fail_rate: 0.0,
+            fail_next: 0,
+            fail_status: 503,
+            latency_ms: 0,
+            lock_rate: 0.0,
+            expire_tokens_after: None,
+            concurrent_limit_next: 0,
+            request_limit_next: 0,
+            stall_every: 0,
+            stall_seconds: 0.0,
+            echo_token_next: 0,
+            echo_token_status: 400,
+        }
     }
 }
 
@@ -290,8 +326,12 @@ pub struct Stats {
     pub lock_errors: u64,
     pub server_errors: u64,
     pub limit_exceeded: u64,
+    /// Data calls held back by the `stall_every` fault.
+    pub stalls: u64,
     pub bulk_jobs: u64,
     pub bulk_jobs_completed: u64,
+    /// Jobs a client set to `Aborted`.
+    pub bulk_jobs_aborted: u64,
     /// Data calls counted against the daily allocation.
     pub api_usage: u64,
     /// Records currently stored, all objects.
@@ -339,6 +379,10 @@ struct Inner {
     jobs: BTreeMap<String, Job>,
     cursors: HashMap<String, Vec<Value>>,
     record_counter: u64,
+    /// Data calls received, for `stall_every` (401s and stalled calls included).
+    calls: u64,
+    /// When each data call that passed authentication arrived, in order.
+    arrivals: Vec<std::time::Instant>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -715,7 +759,21 @@ fn with_usage(mut resp: Response, inner: &Inner) -> Response {
 }
 
 async fn data(State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let latency = lock(&s).cfg.faults.latency_ms;
+    let (latency, stall) = {
+        let mut inner = lock(&s);
+        inner.calls += 1;
+        let f = inner.cfg.faults.clone();
+        let stall = (f.stall_every > 0 && inner.calls.is_multiple_of(f.stall_every) && f.stall_seconds > 0.0).then_some(f.stall_seconds);
+        if stall.is_some() {
+            inner.stats.stalls += 1;
+        }
+        (f.latency_ms, stall)
+    };
+    if let Some(secs) = stall {
+        // Answered late, not at all: a caller with a shorter timeout has given up by then.
+        tokio::time::sleep(std::time::Duration::from_secs_f64(secs.min(3600.0))).await;
+        return with_usage(rest_error(StatusCode::SERVICE_UNAVAILABLE, "SERVER_UNAVAILABLE", "the emulator stalled this request on purpose"), &lock(&s));
+    }
     if latency > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
@@ -739,6 +797,7 @@ async fn data(State(s): State<Shared>, method: Method, uri: Uri, headers: Header
         return rest_error(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid");
     }
     inner.stats.requests += 1;
+    inner.arrivals.push(std::time::Instant::now());
     // The daily allocation.
     if inner.stats.api_usage >= inner.cfg.daily_limit {
         inner.stats.limit_exceeded += 1;
@@ -747,6 +806,18 @@ async fn data(State(s): State<Shared>, method: Method, uri: Uri, headers: Header
     }
     inner.stats.api_usage += 1;
     // Faults.
+    if inner.cfg.faults.echo_token_next > 0 {
+        inner.cfg.faults.echo_token_next -= 1;
+        let status = StatusCode::from_u16(inner.cfg.faults.echo_token_status).unwrap_or(StatusCode::BAD_REQUEST);
+        let r = rest_error(status, "INVALID_INPUT", &format!("the emulator echoes the request's credentials on purpose: Authorization: Bearer {token}"));
+        return with_usage(r, &inner);
+    }
+    if inner.cfg.faults.request_limit_next > 0 {
+        inner.cfg.faults.request_limit_next -= 1;
+        inner.stats.limit_exceeded += 1;
+        let r = rest_error(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.");
+        return with_usage(r, &inner);
+    }
     if inner.cfg.faults.concurrent_limit_next > 0 {
         inner.cfg.faults.concurrent_limit_next -= 1;
         inner.stats.limit_exceeded += 1;
@@ -1178,6 +1249,7 @@ fn patch_job(inner: &mut Inner, id: &str, body: &[u8]) -> Response {
             if let Some(j) = inner.jobs.get_mut(id) {
                 j.state = "Aborted".into();
             }
+            inner.stats.bulk_jobs_aborted += 1;
         }
         _ => {
             return rest_error(StatusCode::BAD_REQUEST, "INVALIDJOBSTATE", &format!("cannot change the job from {state} to {want}"));
@@ -1355,6 +1427,8 @@ fn clear(inner: &mut Inner) {
     inner.jobs.clear();
     inner.cursors.clear();
     inner.record_counter = 0;
+    inner.calls = 0;
+    inner.arrivals.clear();
 }
 
 async fn reset(State(s): State<Shared>) -> StatusCode {
@@ -1395,6 +1469,8 @@ impl SalesforceEmulator {
             jobs: BTreeMap::new(),
             cursors: HashMap::new(),
             record_counter: 0,
+            calls: 0,
+            arrivals: Vec::new(),
         }));
         let app = Router::new()
             .route("/services/oauth2/token", post(token))
@@ -1455,6 +1531,16 @@ impl SalesforceEmulator {
         lock(&self.shared).cfg.rules = rules;
     }
 
+    /// Set the day's usage so far, as if other integrations had spent it.
+    pub fn set_api_usage(&self, used: u64) {
+        lock(&self.shared).stats.api_usage = used;
+    }
+
+    /// When each authenticated data call arrived, in order.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        lock(&self.shared).arrivals.clone()
+    }
+
     /// Change the daily allocation (usage so far is kept).
     pub fn set_daily_limit(&self, limit: u64) {
         lock(&self.shared).cfg.daily_limit = limit;
@@ -1509,9 +1595,29 @@ pub struct Args {
     /// Share of records answered UNABLE_TO_LOCK_ROW (0 to 1, spread evenly).
     #[arg(long, default_value_t = 0.0)]
     pub lock_rate: f64,
+    /// The status --fail-rate answers with (503 SERVER_UNAVAILABLE by default).
+    #[arg(long, default_value_t = 503)]
+    pub fail_status: u16,
     /// Milliseconds to wait before answering each data call.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Every Nth data call hangs for --stall-seconds before it is answered (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub stall_every: u64,
+    /// How long a stalled data call hangs, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub stall_seconds: f64,
+    /// A throttling storm: the next N data calls are refused with 403 REQUEST_LIMIT_EXCEEDED
+    /// "ConcurrentPerOrgLongTxn Limit exceeded." (Salesforce's slow-down answer; it never answers 429).
+    #[arg(long, default_value_t = 0)]
+    pub storm_next: u64,
+    /// The next N data calls are refused with 403 REQUEST_LIMIT_EXCEEDED "TotalRequests Limit
+    /// exceeded." (the daily allocation, whatever the usage says).
+    #[arg(long, default_value_t = 0)]
+    pub request_limit_next: u64,
+    /// The next N data calls are answered 400 with an error body quoting the caller's bearer token.
+    #[arg(long, default_value_t = 0)]
+    pub echo_token_next: u64,
     /// Validation rule `[OBJECT.]FIELD=REGEX`: matching records fail with
     /// FIELD_CUSTOM_VALIDATION_EXCEPTION (repeatable).
     #[arg(long = "rule")]
@@ -1531,6 +1637,12 @@ pub async fn run_cli(args: &Args) -> Result<i32> {
             return Err(Error::other(format!("{name} must be between 0 and 1")));
         }
     }
+    if !(args.stall_seconds.is_finite() && args.stall_seconds >= 0.0) {
+        return Err(Error::other("--stall-seconds must be a number of seconds, 0 or more"));
+    }
+    if StatusCode::from_u16(args.fail_status).is_err() {
+        return Err(Error::other("--fail-status must be an HTTP status code (100 to 999)"));
+    }
     let mut objects = default_objects();
     for (i, spec) in args.objects.iter().enumerate() {
         objects.push(ObjectDef::parse(spec, &format!("a{:02}", i % 100))?);
@@ -1547,8 +1659,14 @@ pub async fn run_cli(args: &Args) -> Result<i32> {
         faults: Faults {
             fail_rate: args.fail_rate,
             lock_rate: args.lock_rate,
+            fail_status: args.fail_status,
             latency_ms: args.latency_ms,
             expire_tokens_after: args.expire_tokens_after,
+            stall_every: args.stall_every,
+            stall_seconds: args.stall_seconds,
+            concurrent_limit_next: args.storm_next,
+            request_limit_next: args.request_limit_next,
+            echo_token_next: args.echo_token_next,
             ..Default::default()
         },
         bulk_polls: args.bulk_polls,

@@ -35,8 +35,10 @@
 //! retry could duplicate). A job that `Failed` as a whole fails the run with its message.
 //!
 //! **Answers as a whole.** `Sforce-Limit-Info: api-usage=N/M` is read on every answer: the
-//! org's daily allocation (rolling 24 h, shared by every integration). Once N reaches M the run
-//! fails before sending more; `403 REQUEST_LIMIT_EXCEEDED` "TotalRequests" fails it too (the
+//! org's daily allocation (rolling 24 h, shared by every integration). Once N passes 90 % of M,
+//! each reply carries a rate hint that spreads the M − N requests left over 24 h (the rolling
+//! window), which the delivery layer applies as a tighter pace, so the run slows down rather
+//! than spend the org's last requests; once N reaches M the run fails before sending more; `403 REQUEST_LIMIT_EXCEEDED` "TotalRequests" fails it too (the
 //! allocation frees up over the rolling window), while the "ConcurrentPerOrgLongTxn" variant is
 //! a slow-down (retried with backoff). 5xx (`SERVER_UNAVAILABLE`), timeouts and a request-wide
 //! `UNABLE_TO_LOCK_ROW` are retried. `INVALID_FIELD`, `INVALID_TYPE`, `NOT_FOUND` (a wrong
@@ -46,8 +48,12 @@
 //! **Limits and defaults.** Collections: 200 records per request, 4 requests in flight, 120 s
 //! per request, unpaced (Salesforce's limit is the daily allocation, which is org-wide; pace
 //! with `rate_limit` to leave room for other integrations). Bulk: one job per batch, 2 jobs in
-//! flight. The org's allocation is not turned into pacing: spreading a daily budget evenly
-//! would slow every run to about one request per second.
+//! flight. Below 90 % of the org's allocation it is not turned into pacing: spreading a whole
+//! daily budget evenly would slow every run to about one request per second.
+//!
+//! **Secrets.** Every message and rejection reason leaving this destination has the client id
+//! and secret, the refresh token and every access token issued in this run (the current one
+//! and the ones it replaced) masked as `***`: they are only known here, at run time.
 
 pub mod csv;
 mod bulk;
@@ -62,7 +68,7 @@ use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::{json_size, transport_error, BuildContext, Destination, Limits, Operation, OutRecord, Outcome, Reply, SendError};
+use super::{json_size, transport_error, BuildContext, Destination, Limits, Operation, OutRecord, Outcome, RateInfo, Reply, SendError};
 use crate::config::destinations::salesforce::SalesforceApi;
 use crate::config::{redact_url, Behavior, SalesforceConfig, Secret};
 use crate::error::Result;
@@ -108,6 +114,26 @@ pub struct Salesforce {
     /// Set once an answer showed the daily allocation spent: the message that fails the run.
     exhausted: Mutex<Option<String>>,
     warned_usage: AtomicBool,
+    /// The pace the latest `Sforce-Limit-Info` asks for (past 90 % of the allocation).
+    pace: Mutex<Option<RateInfo>>,
+    /// Access tokens issued in this run (the current one last), masked in every message.
+    issued: Mutex<Vec<Secret>>,
+}
+
+/// Share of the daily allocation (numerator, denominator) from which the rest is paced.
+const PACE_FROM: (u64, u64) = (9, 10);
+/// Salesforce's allocation window (rolling).
+const ALLOCATION_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+/// Access tokens remembered for masking (a run refreshes rarely; this bounds a pathological one).
+const MAX_ISSUED: usize = 16;
+
+/// The pace for `used` of `max` daily requests: none below 90 %; past it, the requests left
+/// spread over the rolling 24 h window.
+fn allocation_pace(used: u64, max: u64) -> Option<RateInfo> {
+    if max == 0 || used >= max || used.saturating_mul(PACE_FROM.1) < max.saturating_mul(PACE_FROM.0) {
+        return None;
+    }
+    Some(RateInfo { limit: Some(max - used), remaining: None, window: Some(ALLOCATION_WINDOW) })
 }
 
 /// One error of a REST answer: `errorCode` (request errors) or `statusCode` (record errors).
@@ -274,19 +300,43 @@ impl Salesforce {
             generations: AtomicU64::new(0),
             exhausted: Mutex::new(None),
             warned_usage: AtomicBool::new(false),
+            pace: Mutex::new(None),
+            issued: Mutex::new(Vec::new()),
         }
     }
 
-    /// Remove every credential from a text that holds words of a remote answer.
+    /// Remove every credential from a text that holds words of a remote answer: the configured
+    /// ones, `token` and every access token issued in this run.
     fn scrub(&self, text: String, token: Option<&Token>) -> String {
+        let mut secrets: Vec<String> = [Some(&self.client_id), Some(&self.client_secret), self.refresh_token.as_ref(), token.map(|t| &t.access)]
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose().to_string())
+            .collect();
+        secrets.extend(self.issued.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|s| s.expose().to_string()));
+        // Longest first, so that a secret holding another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         let mut out = text;
-        let secrets = [Some(&self.client_id), Some(&self.client_secret), self.refresh_token.as_ref(), token.map(|t| &t.access)];
-        for s in secrets.into_iter().flatten() {
-            if s.expose().len() >= 4 && out.contains(s.expose()) {
-                out = out.replace(s.expose(), "***");
+        for s in &secrets {
+            if s.len() >= 4 && out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "***");
             }
         }
         out
+    }
+
+    fn scrub_in_place(&self, text: &mut String) {
+        *text = self.scrub(std::mem::take(text), None);
+    }
+
+    /// The same error with every credential masked.
+    fn scrub_error(&self, mut e: SendError) -> SendError {
+        match &mut e {
+            SendError::RateLimited { message, .. } | SendError::Transient { message, .. } | SendError::Fatal { message } | SendError::BatchRejected { message } => {
+                self.scrub_in_place(message)
+            }
+        }
+        e
     }
 
     // -----------------------------------------------------------------------------------------
@@ -333,7 +383,14 @@ impl Salesforce {
             let instance = v.get("instance_url").and_then(Value::as_str);
             return match (access, instance) {
                 (Some(a), Some(i)) if !a.is_empty() && reqwest::Url::parse(i).is_ok() => Ok(Token {
-                    access: Secret::new(a),
+                    access: {
+                        let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
+                        if issued.len() >= MAX_ISSUED {
+                            issued.remove(0);
+                        }
+                        issued.push(Secret::new(a));
+                        Secret::new(a)
+                    },
                     instance_url: i.trim_end_matches('/').to_string(),
                     generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
                 }),
@@ -444,6 +501,15 @@ impl Salesforce {
         if max == 0 {
             return;
         }
+        let pace = allocation_pace(used, max);
+        if pace.is_some() && !self.warned_usage.load(Ordering::Relaxed) {
+            tracing::warn!(
+                destination = %self.describe(), used, max,
+                "over 90% of the org's daily Salesforce API requests are used; pacing the rest over 24 h"
+            );
+            self.warned_usage.store(true, Ordering::Relaxed);
+        }
+        *self.pace.lock().unwrap_or_else(|p| p.into_inner()) = pace;
         if used >= max {
             let mut ex = self.exhausted.lock().unwrap();
             if ex.is_none() {
@@ -451,8 +517,6 @@ impl Salesforce {
                     "the org's daily API request limit is spent (Sforce-Limit-Info api-usage={used}/{max}); it resets on a rolling 24 h window: run the sync again later, use `api: bulk` to spend fewer requests, or raise the org's allocation"
                 ));
             }
-        } else if used * 10 >= max * 9 && !self.warned_usage.swap(true, Ordering::Relaxed) {
-            tracing::warn!(destination = %self.describe(), used, max, "over 90% of the org's daily Salesforce API requests are used");
         }
     }
 
@@ -725,6 +789,37 @@ impl Destination for Salesforce {
     }
 
     async fn check(&self) -> std::result::Result<(), String> {
+        self.check_inner().await.map_err(|e| self.scrub(e, None))
+    }
+
+    async fn send(&self, op: Operation, records: &[OutRecord<'_>]) -> std::result::Result<Reply, SendError> {
+        if records.is_empty() {
+            return Ok(Reply::new(Vec::new()));
+        }
+        let outcomes = match self.api {
+            SalesforceApi::Collections => self.send_collections(op, records).await,
+            SalesforceApi::Bulk => self.send_bulk(op, records).await,
+        };
+        let rate = self.pace.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match outcomes {
+            Ok(mut outcomes) => {
+                for o in &mut outcomes {
+                    if let Outcome::Rejected(reason) | Outcome::Retry(reason) = o {
+                        self.scrub_in_place(reason);
+                    }
+                }
+                Ok(Reply { outcomes, rate })
+            }
+            Err(SendError::RateLimited { message, retry_after, rate: None }) => {
+                Err(self.scrub_error(SendError::RateLimited { message, retry_after, rate }))
+            }
+            Err(e) => Err(self.scrub_error(e)),
+        }
+    }
+}
+
+impl Salesforce {
+    async fn check_inner(&self) -> std::result::Result<(), String> {
         let fail = |e: SendError| match e {
             SendError::Fatal { message } | SendError::BatchRejected { message } | SendError::Transient { message, .. } | SendError::RateLimited { message, .. } => {
                 format!("{}: {message}", self.describe())
@@ -775,17 +870,6 @@ impl Destination for Salesforce {
         }
         if problems.is_empty() { Ok(()) } else { Err(format!("{}: {}", self.describe(), problems.join("; "))) }
     }
-
-    async fn send(&self, op: Operation, records: &[OutRecord<'_>]) -> std::result::Result<Reply, SendError> {
-        if records.is_empty() {
-            return Ok(Reply::new(Vec::new()));
-        }
-        let outcomes = match self.api {
-            SalesforceApi::Collections => self.send_collections(op, records).await?,
-            SalesforceApi::Bulk => self.send_bulk(op, records).await?,
-        };
-        Ok(Reply::new(outcomes))
-    }
 }
 
 #[cfg(test)]
@@ -814,5 +898,16 @@ mod tests {
         assert_eq!(soql_literal(Some(&json!("O'Brien\\x")), ""), r"'O\'Brien\\x'");
         assert_eq!(soql_literal(Some(&json!(42)), ""), "42");
         assert_eq!(form_encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
+    }
+
+    #[test]
+    fn the_allocation_is_paced_past_ninety_percent_only() {
+        assert_eq!(allocation_pace(25, 5000), None);
+        assert_eq!(allocation_pace(4499, 5000), None);
+        assert_eq!(allocation_pace(4500, 5000), Some(RateInfo { limit: Some(500), remaining: None, window: Some(Duration::from_secs(86_400)) }));
+        assert_eq!(allocation_pace(4999, 5000).and_then(|r| r.limit), Some(1));
+        assert_eq!(allocation_pace(5000, 5000), None, "spent: the run fails instead");
+        assert_eq!(allocation_pace(3, 0), None);
+        assert_eq!(allocation_pace(u64::MAX - 1, u64::MAX).and_then(|r| r.limit), Some(1), "no overflow");
     }
 }
