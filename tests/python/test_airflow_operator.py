@@ -56,28 +56,44 @@ def test_exactly_one_of_sync_id_and_sync_name() -> None:
     assert {"sync_id", "sync_name", "sluicegate_conn_id", "full_resync"} <= set(op.template_fields)
 
 
-def test_deferral_and_no_wait_are_refused_in_embedded_mode(
+def test_no_wait_is_refused_in_embedded_mode(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Whether the operator can defer or return at once depends on the connection, known when
-    the task runs: with an in-task connection both are refused then, saying why and what to do,
-    before any run is queued."""
+    """Whether the operator can return at once depends on the connection, known when the task
+    runs: with an in-task connection it is refused then, saying why and what to do, before any
+    run is queued."""
     monkeypatch.setenv(
         "AIRFLOW_CONN_SLUICEGATE_DEFAULT",
         json.dumps({"conn_type": "sluicegate", "extra": {"project": str(project.yml)}}),
     )
     engine = sluicegate.Engine(project.yml)
-    for op, message in (
-        (SyncOperator(task_id="a", sync_id=1, deferrable=True), r"deferrable=True\) cannot release the worker slot"),
-        (SyncOperator(task_id="b", sync_id=1, wait_for_completion=False), "would queue a run that nothing executes"),
-    ):  # fmt: skip
-        ti = TaskInstance()
-        with pytest.raises(AirflowException, match=message) as caught:
-            op.execute({"ti": ti})
-        assert "'sluicegate_default' has no host" in str(caught.value)
-        assert "http(s)://" in str(caught.value)
-        assert ti.xcom == {}
+    ti = TaskInstance()
+    op = SyncOperator(task_id="b", sync_id=1, wait_for_completion=False)
+    with pytest.raises(AirflowException, match="would queue a run that nothing executes") as caught:
+        op.execute({"ti": ti})
+    assert "'sluicegate_default' has no host" in str(caught.value)
+    assert "http(s)://" in str(caught.value)
+    assert ti.xcom == {}
     assert engine.list_runs(1) == []
+
+
+@pytest.mark.core
+def test_deferrable_in_embedded_mode_runs_in_the_task_when_nothing_throttles(
+    project: Project, emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deferrable=True is no longer refused in-task: the run executes in the task and defers
+    only when the rate limit holds it back (tests/python/test_airflow_defer_in_task.py)."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SLUICEGATE_DEFAULT",
+        json.dumps({"conn_type": "sluicegate", "extra": {"project": str(project.yml)}}),
+    )
+    ti = TaskInstance()
+    op = SyncOperator(task_id="a", sync_id=1, deferrable=True)
+    assert op.yield_when_throttled == 30.0
+    run_id = op.execute({"ti": ti})
+    assert ti.xcom["sync_run_id"] == run_id
+    assert ti.xcom["counts"]["records_updated"] == QUICKSTART_ROWS
+    assert emulator.stats()["records_accepted"] == QUICKSTART_ROWS
 
 
 def test_default_deferrable_is_read_but_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,6 +115,7 @@ def test_full_sync_is_another_name_for_full_resync() -> None:
         ({"timeout": 0}, "timeout must be a positive"),
         ({"poll_interval": -1}, "poll_interval must be a positive"),
         ({"max_rejected_share": 2}, "between 0 and 1"),
+        ({"yield_when_throttled": 0}, "yield_when_throttled must be a positive"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
