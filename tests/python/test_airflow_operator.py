@@ -251,3 +251,75 @@ def test_execution_timeout_interrupt_cancels_the_run(
 @pytest.mark.core
 def test_on_kill_without_a_run_does_nothing() -> None:
     SyncOperator(task_id="s", sync_id=1).on_kill()
+
+
+# ------------------------------------------------------------------ rejection limits
+
+REJECT_STAGE = "customer"
+
+
+@pytest.fixture
+def rejecting_emulator(
+    cli: str, airflow_project: Project, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """A second webhook emulator that rejects every contact whose lifecycle stage is
+    `customer`; the project's destination points at it."""
+    emu = EmulatorProcess(
+        cli, tmp_path / "rejecting.log", 60, "--reject-if", f"lifecyclestage=^{REJECT_STAGE}$"
+    )
+    monkeypatch.setenv("SLUICEGATE_WEBHOOK_URL", f"{emu.url}/contacts")
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def _stage_rows(project: Project) -> int:
+    import sqlite3
+
+    with sqlite3.connect(project.warehouse) as db:
+        return db.execute(
+            "SELECT count(*) FROM pub_hubspot_contacts WHERE lifecycle_stage = ?", (REJECT_STAGE,)
+        ).fetchone()[0]
+
+
+@pytest.mark.core
+def test_max_rejected_records_fails_a_completed_run_beyond_the_limit(
+    airflow_project: Project, rejecting_emulator: EmulatorProcess
+) -> None:
+    rejected = _stage_rows(airflow_project)
+    assert 0 < rejected < QUICKSTART_ROWS
+    ti = TaskInstance()
+    op = SyncOperator(task_id="s", sync_id=1, max_rejected_records=rejected - 1)
+    with pytest.raises(AirflowException, match=r"more than max_rejected_records=") as caught:
+        op.execute({"ti": ti})
+    assert f"{rejected} of {QUICKSTART_ROWS} rows were not delivered" in str(caught.value)
+    run = sluicegate.Engine(airflow_project.yml).get_run(ti.xcom["sync_run_id"])
+    assert run["status"] == "completed", "the limit fails the task, not the run"
+    assert ti.xcom["counts"]["records_failed"] == rejected
+    assert ti.xcom["counts"]["records_updated"] == QUICKSTART_ROWS - rejected
+    assert rejecting_emulator.stats()["records_rejected"] == rejected
+
+    # At the limit: the next run retries the rejected rows (their state never advanced), they
+    # are rejected again, and the task succeeds.
+    ti = TaskInstance()
+    op = SyncOperator(task_id="s", sync_id=1, max_rejected_records=rejected)
+    assert op.execute({"ti": ti}) == ti.xcom["sync_run_id"]
+    assert ti.xcom["counts"]["records_failed"] == rejected
+    assert ti.xcom["counts"]["records_updated"] == 0
+
+
+@pytest.mark.core
+def test_max_rejected_share_fails_a_completed_run_above_the_share(
+    airflow_project: Project, rejecting_emulator: EmulatorProcess
+) -> None:
+    share = _stage_rows(airflow_project) / QUICKSTART_ROWS
+    ti = TaskInstance()
+    op = SyncOperator(task_id="s", sync_id=1, max_rejected_share=share - 0.01)
+    with pytest.raises(AirflowException, match=r"above max_rejected_share="):
+        op.execute({"ti": ti})
+    # The same rows again, now every row the run had to deliver: a share of 1.
+    ti = TaskInstance()
+    assert SyncOperator(task_id="s", sync_id=1, max_rejected_share=1.0).execute({"ti": ti})
+    with pytest.raises(AirflowException, match=r"a share of 100\.00%"):
+        SyncOperator(task_id="s", sync_id=1, max_rejected_share=0.99).execute({"ti": TaskInstance()})
