@@ -323,3 +323,59 @@ def test_max_rejected_share_fails_a_completed_run_above_the_share(
     assert SyncOperator(task_id="s", sync_id=1, max_rejected_share=1.0).execute({"ti": ti})
     with pytest.raises(AirflowException, match=r"a share of 100\.00%"):
         SyncOperator(task_id="s", sync_id=1, max_rejected_share=0.99).execute({"ti": TaskInstance()})
+
+
+# ------------------------------------------------------------------ deferrable timeout event
+
+
+@pytest.mark.core
+def test_timeout_event_of_the_deferred_wait_cancels_the_remote_run(
+    cli: str, project: Project, emulator: EmulatorProcess, tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """SyncRunTrigger's end_time passed (the operator's timeout): execute_complete gets a
+    `timeout` event, cancels the run on the server and fails the task."""
+    from sluicegate.airflow.triggers.sluicegate import SyncRunTrigger
+
+    from _support import SERVE_TOKEN, start_serve
+
+    try:
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:  # Airflow 2.x
+        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
+
+    server = start_serve(cli, project.yml, tmp_path / "serve.log", {"SLUICEGATE_LEASE": "3s"})
+    try:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SLUICEGATE_DEFAULT",
+            json.dumps({"conn_type": "sluicegate", "host": server.url, "password": SERVE_TOKEN}),
+        )
+        emulator.set_latency(LATENCY_MS)  # the run outlasts the 1 s timeout
+        ti = TaskInstance()
+        op = SyncOperator(task_id="sync", sync_id=1, deferrable=True, poll_interval=0.2, timeout=1)
+        with pytest.raises(TaskDeferred) as deferred:
+            op.execute({"ti": ti})
+        trigger = deferred.value.trigger
+        assert isinstance(trigger, SyncRunTrigger)
+
+        async def first_event() -> Any:
+            async for event in trigger.run():
+                return event.payload
+
+        import asyncio
+
+        event = asyncio.run(first_event())
+        assert event["status"] == "timeout", event
+        run_id = ti.xcom["sync_run_id"]
+        resumed = SyncOperator(task_id="sync", sync_id=1, deferrable=True, timeout=1)
+        with pytest.raises(AirflowException, match=r"did not finish within timeout=1"):
+            resumed.execute_complete({"ti": ti}, event)
+
+        def run() -> dict[str, Any]:
+            return server.get_json(f"/api/v1/sync_runs/{run_id}", SERVE_TOKEN)["data"]
+
+        wait_for(lambda: run()["status"] == "failed", 30, "the canceled run to stop")
+        assert run()["canceled"] is True
+        assert (run()["records_updated"] or 0) < QUICKSTART_ROWS
+    finally:
+        server.stop()
