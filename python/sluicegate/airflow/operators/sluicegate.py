@@ -512,6 +512,11 @@ class SyncOperator(BaseOperator):
                 engine, run_id, ended, f"it did not finish within timeout={self.timeout:g}s"
             )
             run = engine.get_run(run_id)
+            if run.get("status") == "queued":
+                # It yielded to the rate limit just as the timeout passed: cancel it queued.
+                self._cancel_requested = False
+                self._request_cancel(engine, run_id, "timeout passed while it yielded")
+                run = engine.get_run(run_id)
             raise AirflowException(
                 f"sync run {run_id} did not finish within timeout={self.timeout:g}s and was "
                 f"canceled ({run.get('status')}"
