@@ -5,7 +5,8 @@ it may resume, then continues the same run.
 The destination is the webhook emulator answering a share of requests 429 with
 `Retry-After: 1`: with `yield_when_throttled=1` every such answer makes the run yield. Batches
 of 1000 rows keep the number of yields (and of deferrals) small: 10 batches for the 10,000
-quickstart rows, every 4th request throttled.
+quickstart rows, every 4th request throttled. One dag.test() uses the HubSpot emulator with a
+rate window of 2 requests per 3 s instead: the run yields before HubSpot has to refuse anything.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 
 import sluicegate
 
-from _support import QUICKSTART_ROWS, EmulatorProcess, Project
+from _support import QUICKSTART_ROWS, EmulatorProcess, Project, UrlProcess
 
 airflow = pytest.importorskip("airflow", reason="apache-airflow is not installed")
 
@@ -312,3 +313,90 @@ def test_dag_test_defers_in_task_and_completes(
     ti = next(t for t in dag_run.get_task_instances() if t.task_id == "sync")
     assert ti.xcom_pull(task_ids="sync", key="counts")["records_updated"] == 0
 
+
+
+HUBSPOT_TOKEN = "pat-na1-defer-test"
+HUBSPOT_ROWS = 250  # three batches of at most 100 (HubSpot's limit)
+
+
+@pytest.fixture
+def hubspot_project(
+    cli: str, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """The quickstart warehouse cut to 250 rows, synced to a HubSpot emulator that admits 2
+    requests per 3 s; `sluicegate_default` points at that project."""
+    import sqlite3
+
+    emu = UrlProcess(
+        cli,
+        ["emulate", "hubspot", "--port", "0", "--token", HUBSPOT_TOKEN, "--rate-limit", "2",
+         "--interval-ms", "3000", "--property", "lead_score"],
+        tmp_path / "hubspot.log",
+    )  # fmt: skip
+    try:
+        home = tmp_path / "hubspot_project"
+        home.mkdir()
+        warehouse = home / "warehouse.db"
+        warehouse.write_bytes(project.warehouse.read_bytes())
+        with sqlite3.connect(warehouse) as db:
+            db.execute(f"DELETE FROM pub_hubspot_contacts WHERE rowid > {HUBSPOT_ROWS}")
+        yml = home / "sluicegate.yml"
+        yml.write_text(
+            "sources:\n"
+            "  warehouse:\n"
+            "    url: sqlite://warehouse.db\n"
+            "destinations:\n"
+            "  crm:\n"
+            "    type: hubspot\n"
+            "    access_token: ${SG_TEST_HUBSPOT_TOKEN}\n"
+            f"    base_url: {emu.url}\n"
+            "    rate_limit: {requests: 1000, per: 1s}\n"
+            "syncs:\n"
+            "  - id: 1\n"
+            "    name: hubspot_contacts\n"
+            "    source: {connection: warehouse, table: pub_hubspot_contacts}\n"
+            "    destination: {connection: crm, object: contacts}\n"
+            "    primary_identifier: {from: email, to: email}\n"
+            "    mappings:\n"
+            "      - {from: first_name, to: firstname}\n"
+            "      - {from: lead_score, to: lead_score}\n"
+        )
+        monkeypatch.setenv("SG_TEST_HUBSPOT_TOKEN", HUBSPOT_TOKEN)
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SLUICEGATE_DEFAULT",
+            json.dumps({"conn_type": "sluicegate", "extra": {"project": str(yml)}}),
+        )
+        yield yml, emu
+    finally:
+        emu.stop()
+
+
+@pytest.mark.slow
+def test_dag_test_defers_on_a_spent_hubspot_rate_window(
+    dag_folder: Path, hubspot_project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_airflow_dag import catch_failures, load_dag, state
+
+    yml, emu = hubspot_project
+    deferrals: list[int] = []
+    original_defer = SyncOperator.defer
+
+    def counting_defer(self: SyncOperator, **kwargs: Any) -> Any:
+        deferrals.append(kwargs["trigger"].sync_run_id)
+        return original_defer(self, **kwargs)
+
+    monkeypatch.setattr(SyncOperator, "defer", counting_defer)
+    dag = load_dag(dag_folder, DAG_ID)
+    caught = catch_failures(dag)
+    dag_run = dag.test()
+    assert state(dag_run) == "success", caught
+    assert deferrals, "the task never deferred"
+    ti = next(t for t in dag_run.get_task_instances() if t.task_id == "sync")
+    counts = ti.xcom_pull(task_ids="sync", key="counts")
+    assert counts["records_updated"] == HUBSPOT_ROWS, counts
+    stats = emu.get_json("/_emulator/stats")
+    assert stats["contacts"] == HUBSPOT_ROWS, stats
+    assert stats["records_created"] == HUBSPOT_ROWS, f"every contact sent once: {stats}"
+    assert stats["rate_limited"] == 0, f"the run yielded before HubSpot refused: {stats}"
+    run = sluicegate.Engine(yml).get_run(deferrals[0])
+    assert run["status"] == "completed" and run["records_updated"] == HUBSPOT_ROWS, run
