@@ -8,12 +8,20 @@ extension; constructing an :class:`Engine` does.
 
 from __future__ import annotations
 
+import math
 import os
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from sluicegate import _core
     from sluicegate.types import Rejection, Run, SyncInfo
+
+    class RunResult(Run, total=False):
+        """What :meth:`Engine.run` returns: the run, plus ``resume_at`` when it yielded."""
+
+        #: Set only when the run yielded (``status == "queued"``): when to run it again (UTC).
+        resume_at: datetime
 
 __all__ = ["Engine"]
 
@@ -63,16 +71,38 @@ class Engine:
         """
         return self._core.trigger(sync, full_sync, reason)
 
-    def run(self, run_id: int) -> Run:
+    def run(self, run_id: int, *, yield_when_throttled: float | timedelta | None = None) -> RunResult:
         """Claim a queued run and execute it in this process; return the finished run.
 
         Blocks until the run is ``completed`` or ``failed``. A run that ends ``failed`` is
         returned, not raised: read ``run["error_message"]``.
 
+        :param yield_when_throttled: seconds (or a ``timedelta``). When the destination's rate
+            limit would hold the next request back at least this long (a 429's
+            ``Retry-After``, a spent rate window, the configured ``rate_limit``'s next token),
+            the run stops sending, commits the answers of the batches in flight, and goes back
+            to the queue: it is returned with ``status == "queued"`` and ``resume_at`` (an
+            aware UTC ``datetime``), and nothing holds it meanwhile. Call ``run`` (or
+            :meth:`resume`) with the same id again, from any process, at or after
+            ``resume_at``: the diff against the acknowledged state sends exactly the rest, and
+            the counts of the finished run cover every attempt. Full syncs never yield.
+            ``None`` (the default): wait as long as the destination asks.
         :raises RunNotFoundError: no run with that id.
         :raises RunStateError: the run is not queued (already running or finished).
         """
-        return cast("Run", self._core.run(run_id))
+        seconds = _positive_seconds(yield_when_throttled, "yield_when_throttled")
+        run = cast("dict[str, Any]", self._core.run(run_id, seconds))
+        resume_after = run.pop("resume_after", None)
+        if resume_after is not None:
+            run["resume_at"] = datetime.now(timezone.utc) + timedelta(seconds=float(resume_after))
+        return cast("RunResult", run)
+
+    def resume(
+        self, run_id: int, *, yield_when_throttled: float | timedelta | None = None
+    ) -> RunResult:
+        """Run again a run that yielded (``status == "queued"``): the same as :meth:`run`,
+        named for what it does. It may yield again."""
+        return self.run(run_id, yield_when_throttled=yield_when_throttled)
 
     def sync(self, sync: int | str, *, full_sync: bool = False, reason: str | None = None) -> Run:
         """Trigger a run of ``sync`` and execute it now (``trigger`` then ``run``)."""
@@ -130,3 +160,17 @@ class Engine:
         state = "default" if self._state is None else "custom"
         # The state URL is not shown: it may hold a password.
         return f"Engine(project={self._project!r}, state={state})"
+
+
+def _positive_seconds(value: float | timedelta | None, name: str) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+        or seconds <= 0
+    ):
+        raise ValueError(f"{name} must be a positive number of seconds or a timedelta, got {value!r}")
+    return float(seconds)

@@ -18,6 +18,10 @@
 //! - **Per-record outcomes**: a batch the destination refuses as a whole is bisected until the
 //!   records it objects to are isolated and rejected alone; records answered "retry" are sent
 //!   again, and rejected with the destination's reason once attempts run out.
+//! - **Yielding when throttled** (optional, [`ThrottleYield`]): when the rate limit would hold
+//!   the next request back for at least the given time (a 429's wait, a spent window, an empty
+//!   token bucket), no further request leaves and the batch fails with a "yielding" error; the
+//!   engine commits the answers of the batches in flight and gives the run back to the queue.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -142,6 +146,14 @@ impl Pacer {
         s.interval = interval;
     }
 
+    /// How long the next request would wait for its turn now (zero when it may start at once).
+    pub fn throttled_for(&self) -> Duration {
+        let s = self.state.lock().unwrap();
+        let now = Instant::now();
+        let at = s.paused_until.map_or(s.next, |p| p.max(s.next));
+        at.saturating_duration_since(now)
+    }
+
     /// Requests per second now allowed (infinite when unpaced).
     pub fn rate(&self) -> f64 {
         let s = self.state.lock().unwrap();
@@ -241,6 +253,47 @@ pub struct Stats {
     pub bisections: AtomicU64,
 }
 
+/// Asks a run's deliverer to stop sending once the destination's rate limit would hold the
+/// next request back for at least `after`, and remembers how long that wait was.
+#[derive(Debug)]
+pub struct ThrottleYield {
+    after: Duration,
+    wait: Mutex<Option<Duration>>,
+}
+
+impl ThrottleYield {
+    pub fn new(after: Duration) -> Self {
+        ThrottleYield { after, wait: Mutex::new(None) }
+    }
+
+    /// The threshold.
+    pub fn after(&self) -> Duration {
+        self.after
+    }
+
+    /// `Some(wait)` once the deliverer yielded: the longest wait it saw (resume no earlier).
+    pub fn yielded(&self) -> Option<Duration> {
+        *self.wait.lock().unwrap()
+    }
+
+    /// Yield when `wait` reaches the threshold (or a yield happened already).
+    fn check(&self, wait: Duration, describe: &dyn Fn() -> String) -> Result<()> {
+        let mut w = self.wait.lock().unwrap();
+        if wait >= self.after {
+            *w = Some(w.map_or(wait, |old| old.max(wait)));
+        }
+        match *w {
+            Some(longest) => Err(Error::destination(format!(
+                "{}: rate limited for the next {:.1}s (at least yield_when_throttled = {:.1}s); yielding the run, which resumes from what the destination acknowledged",
+                describe(),
+                longest.as_secs_f64(),
+                self.after.as_secs_f64()
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Sends batches to one destination for one run.
 pub struct Deliverer {
     dest: Arc<dyn Destination>,
@@ -250,6 +303,7 @@ pub struct Deliverer {
     max_concurrency: usize,
     pacer: Pacer,
     aimd: Aimd,
+    yield_on: Option<Arc<ThrottleYield>>,
     pub stats: Stats,
 }
 
@@ -268,7 +322,28 @@ impl Deliverer {
             retry: cfg.retry.clone(),
             batch_size,
             max_concurrency,
+            yield_on: None,
             stats: Stats::default(),
+        }
+    }
+
+    /// Stop sending (each batch fails with a "yielding" error) once the rate limit would hold
+    /// the next request back for at least `y`'s threshold. `None`: wait as long as it takes.
+    pub fn yield_when_throttled(mut self, y: Option<Arc<ThrottleYield>>) -> Self {
+        self.yield_on = y;
+        self
+    }
+
+    /// How long the destination's rate limit holds the next request back now: a 429's
+    /// `Retry-After`, a spent window, or the token bucket's next token (zero: it may go now).
+    pub fn throttled_for(&self) -> Duration {
+        self.pacer.throttled_for()
+    }
+
+    fn check_yield(&self, wait: Duration) -> Result<()> {
+        match &self.yield_on {
+            Some(y) => y.check(wait, &|| self.dest.describe()),
+            None => Ok(()),
         }
     }
 
@@ -364,10 +439,13 @@ impl Deliverer {
         loop {
             attempt += 1;
             let slot = self.aimd.acquire().await;
+            self.check_yield(self.throttled_for())?;
             self.pacer.acquire().await;
+            // A wait that began before another request's 429 paused everyone.
+            self.check_yield(Duration::ZERO)?;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let result = self.dest.send(op, records).await;
-            let (message, retry_after) = match result {
+            let (message, retry_after, throttled) = match result {
                 Ok(reply) => {
                     self.aimd.success(&slot);
                     if let Some(info) = &reply.rate {
@@ -408,12 +486,12 @@ impl Deliverer {
                             MAX_RETRY_AFTER.as_secs() / 60
                         )));
                     }
-                    (message, retry_after)
+                    (message, retry_after, true)
                 }
                 Err(SendError::Transient { message, retry_after }) => {
                     self.stats.transient.fetch_add(1, Ordering::Relaxed);
                     self.aimd.backpressure(&slot);
-                    (message, retry_after)
+                    (message, retry_after, false)
                 }
             };
             drop(slot);
@@ -436,6 +514,9 @@ impl Deliverer {
                 Some(ra) => ra.max(backoff(&self.retry, attempt.max(1) + throttles) / 4),
                 None => backoff(&self.retry, attempt.max(1) + throttles),
             };
+            if throttled {
+                self.check_yield(wait.max(self.throttled_for()))?;
+            }
             tracing::warn!(destination = %describe(), attempt, wait_ms = wait.as_millis() as u64, "{message}; retrying");
             tokio::time::sleep(wait).await;
         }
@@ -490,6 +571,34 @@ mod tests {
         let t1 = Instant::now();
         p.acquire().await;
         assert_eq!(t1.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_for_reports_the_wait_of_the_next_request() {
+        let p = Pacer::new(Some(RateLimit { requests: 3, per: Duration::from_secs(4) }));
+        assert_eq!(p.throttled_for(), Duration::ZERO);
+        p.acquire().await;
+        // Two seconds between requests: the next one waits that long.
+        assert_eq!(p.throttled_for(), Duration::from_secs(2));
+        p.pause(Duration::from_secs(7));
+        assert_eq!(p.throttled_for(), Duration::from_secs(7));
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        assert_eq!(p.throttled_for(), Duration::ZERO);
+    }
+
+    #[test]
+    fn throttle_yield_fires_at_its_threshold_and_stays_fired() {
+        let y = ThrottleYield::new(Duration::from_secs(1));
+        let describe = || "test".to_string();
+        assert!(y.check(Duration::from_millis(999), &describe).is_ok());
+        assert_eq!(y.yielded(), None);
+        let err = y.check(Duration::from_secs(3), &describe).unwrap_err();
+        assert!(err.full_message().contains("yielding the run"), "{}", err.full_message());
+        assert_eq!(y.yielded(), Some(Duration::from_secs(3)));
+        // Once yielded, nothing else is sent, and the longest wait is kept.
+        assert!(y.check(Duration::ZERO, &describe).is_err());
+        assert!(y.check(Duration::from_secs(2), &describe).is_err());
+        assert_eq!(y.yielded(), Some(Duration::from_secs(3)));
     }
 
     #[tokio::test]

@@ -190,6 +190,8 @@ fn error_code(kind: ErrorKind) -> &'static str {
 struct RunControl {
     cancel: AtomicBool,
     lost: AtomicBool,
+    /// Set when the run should yield once throttled (see `worker::RunOptions`).
+    throttle_yield: Option<Arc<crate::deliver::ThrottleYield>>,
 }
 
 impl RunControl {
@@ -414,7 +416,7 @@ impl Engine {
         if let Some(observer) = observer {
             dest = worker::observed(dest, observer, sync.id, dest_cfg.type_name());
         }
-        let deliverer = Arc::new(Deliverer::new(dest, &dest_cfg.delivery));
+        let deliverer = Arc::new(Deliverer::new(dest, &dest_cfg.delivery).yield_when_throttled(ctl.throttle_yield.clone()));
         let mut out = Output::Deliver(Delivery::new(
             self.store.as_ref(),
             run.id,

@@ -12,6 +12,9 @@
 //!   another replica, or this one after a restart, resumes it from the acknowledged state.
 //!
 //! [`Engine::run`] is a claim followed by `run_claimed` without either addition.
+//! [`Engine::run_with`] adds one option for in-task runs (the Airflow operator's deferral):
+//! `yield_when_throttled`, which gives the run back to the queue the same way when the
+//! destination's rate limit would hold it back for at least that long, and says when to resume.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -104,7 +107,44 @@ pub enum Served {
     Released(RunRecord),
 }
 
+/// Options of [`Engine::run_with`].
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// When the destination's rate limit would hold the next request back for at least this
+    /// long, stop sending, commit the answers of the batches in flight, and give the run back
+    /// to the queue ([`RunOutcome::Yielded`]). Ignored for full syncs (a resumed full sync
+    /// would send everything again). `None`: wait as long as it takes.
+    pub yield_when_throttled: Option<Duration>,
+}
+
+/// How [`Engine::run_with`] left a run.
+#[derive(Debug)]
+pub enum RunOutcome {
+    /// It ended (completed or failed), or it had ended already.
+    Finished(RunRecord),
+    /// Throttled: it is queued again with what the destination acknowledged committed. Run it
+    /// again (`run_with` on the same id) no earlier than `resume_after` from now; the diff
+    /// against the acknowledged state sends exactly the rest.
+    Yielded { run: RunRecord, resume_after: Duration },
+}
+
 impl Engine {
+    /// [`Engine::run`] with options. The counts of a run resumed after a yield (or a release)
+    /// carry over: what earlier attempts delivered is counted as planned and succeeded, so the
+    /// finished run counts the whole sync.
+    pub async fn run_with(&self, run_id: i64, progress: ProgressFn<'_>, opts: &RunOptions) -> Result<RunOutcome> {
+        let run = match self.claim(run_id, progress).await? {
+            Ok(run) => run,
+            Err(ended) => return Ok(RunOutcome::Finished(ended)),
+        };
+        let yield_after = opts.yield_when_throttled.filter(|_| !run.full_sync);
+        let (served, yielded) = self.run_claimed_with(run, progress, None, None, yield_after, true).await?;
+        Ok(match (served, yielded) {
+            (Served::Released(run), Some(resume_after)) => RunOutcome::Yielded { run, resume_after },
+            (Served::Finished(run) | Served::Released(run), _) => RunOutcome::Finished(run),
+        })
+    }
+
     /// Queue a run for the `serve` workers; returns the run id. `scheduled` is the time a
     /// schedule meant it for (Census's `scheduled_execution_time`); `None` is returned when that
     /// slot was triggered already (by another replica).
@@ -155,9 +195,27 @@ impl Engine {
         stop: Option<watch::Receiver<bool>>,
         observer: Option<Arc<dyn SendObserver>>,
     ) -> Result<Served> {
+        Ok(self.run_claimed_with(run, progress, stop, observer, None, false).await?.0)
+    }
+
+    /// `run_claimed`, plus: `yield_after` releases the run when throttled that long (the second
+    /// value is then the wait before resuming); `carry_counts` starts from the counts earlier
+    /// attempts of the run delivered.
+    async fn run_claimed_with(
+        &self,
+        run: RunRecord,
+        progress: ProgressFn<'_>,
+        stop: Option<watch::Receiver<bool>>,
+        observer: Option<Arc<dyn SendObserver>>,
+        yield_after: Option<Duration>,
+        carry_counts: bool,
+    ) -> Result<(Served, Option<Duration>)> {
         let run_id = run.id;
         let sync = self.project.sync(&SyncRef::Id(run.sync_id)).cloned();
-        let ctl = Arc::new(RunControl::default());
+        let ctl = Arc::new(RunControl {
+            throttle_yield: yield_after.map(|d| Arc::new(crate::deliver::ThrottleYield::new(d))),
+            ..RunControl::default()
+        });
         self.working.lock().unwrap_or_else(|e| e.into_inner()).insert(run_id, ctl.clone());
         // Forget the run when this function returns, however it returns.
         struct Forget<'e>(&'e Engine, i64);
@@ -206,6 +264,17 @@ impl Engine {
             }))
         });
         let mut counts = RunCounts::default();
+        if carry_counts && run.counts.succeeded.total() > 0 {
+            // Rows acknowledged by earlier attempts are no longer in the diff: count them as
+            // planned and delivered. Rows rejected then are planned again, and counted as they
+            // turn out now.
+            let done = run.counts.succeeded;
+            counts.planned = done;
+            counts.succeeded = done;
+            counts.records_processed = Some(done.total());
+            counts.records_updated = Some(done.total());
+            counts.records_failed = Some(0);
+        }
         let result = match &sync {
             Ok(sync) => self.execute(&run, sync, &mut counts, progress, &ctl, observer).await,
             Err(e) => Err(Error::config(e.full_message())),
@@ -215,13 +284,24 @@ impl Engine {
         if result.is_err() && stopped.load(Ordering::Relaxed) {
             if self.store.release_run(run_id, &self.executor).await? {
                 tracing::info!(run_id, "worker stopping: run released to the queue after the batch in flight");
-                return Ok(Served::Released(self.store.get_run(run_id).await?));
+                return Ok((Served::Released(self.store.get_run(run_id).await?), None));
             }
-            return Ok(Served::Finished(self.store.get_run(run_id).await?));
+            return Ok((Served::Finished(self.store.get_run(run_id).await?), None));
+        }
+        let yielded = ctl.throttle_yield.as_ref().and_then(|y| y.yielded());
+        if let (Err(e), Some(wait)) = (&result, yielded) {
+            // A cancel request or a lost lease wins over the yield.
+            if !ctl.cancel.load(Ordering::Relaxed) && !ctl.lost.load(Ordering::Relaxed) {
+                if self.store.release_run(run_id, &self.executor).await? {
+                    tracing::info!(run_id, wait_ms = wait.as_millis() as u64, "throttled: run released to the queue after the batches in flight ({})", e.full_message());
+                    return Ok((Served::Released(self.store.get_run(run_id).await?), Some(wait)));
+                }
+                return Ok((Served::Finished(self.store.get_run(run_id).await?), None));
+            }
         }
         let end = match result {
             Ok(()) => RunEnd { status: RunStatus::Completed, canceled: false, error_code: None, error_message: None, error_detail: None, counts },
-            Err(_) if ctl.lost.load(Ordering::Relaxed) => return Ok(Served::Finished(self.store.get_run(run_id).await?)),
+            Err(_) if ctl.lost.load(Ordering::Relaxed) => return Ok((Served::Finished(self.store.get_run(run_id).await?), None)),
             Err(e) if e.kind() == ErrorKind::Canceled => {
                 let msg = format!(
                     "canceled by request after {} of {} planned records were delivered; the next run sends the rest",
@@ -242,7 +322,7 @@ impl Engine {
                 }
             }
         };
-        Ok(Served::Finished(self.store.finish_run(run_id, &end).await?))
+        Ok((Served::Finished(self.store.finish_run(run_id, &end).await?), None))
     }
 }
 

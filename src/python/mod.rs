@@ -13,6 +13,7 @@ use pyo3::types::{PyDict, PyList};
 use serde_json::Value;
 
 use crate::config::SyncRef;
+use crate::engine::worker::{RunOptions, RunOutcome};
 use crate::engine::{no_progress, Engine, EngineOptions};
 use crate::error::{Error, ErrorKind};
 use crate::store::TriggerReason;
@@ -178,10 +179,35 @@ impl PyEngine {
         self.call(py, move |e| Box::pin(async move { e.trigger(&sync, full_sync, &reason).await }))
     }
 
-    /// Execute a queued run in this process; returns the finished run.
-    fn run<'py>(&self, py: Python<'py>, run_id: i64) -> PyResult<Bound<'py, PyAny>> {
-        let run = self.call(py, move |e| Box::pin(async move { e.run(run_id, &no_progress).await }))?;
-        to_py(py, &json(&run))
+    /// Execute a queued run in this process; returns the finished run. With
+    /// `yield_when_throttled` (seconds), a run the destination's rate limit would hold back at
+    /// least that long is given back to the queue after the batches in flight: it is returned
+    /// `queued`, with `resume_after` (seconds) saying when to run it again.
+    #[pyo3(signature = (run_id, yield_when_throttled = None))]
+    fn run<'py>(&self, py: Python<'py>, run_id: i64, yield_when_throttled: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let yield_when_throttled = match yield_when_throttled {
+            None => None,
+            Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Some(std::time::Duration::from_secs_f64(s)),
+            Some(s) => {
+                return Err(to_pyerr(
+                    py,
+                    Error::config(format!("yield_when_throttled must be a number of seconds above 0 and at most 86400, got {s}")),
+                ))
+            }
+        };
+        let opts = RunOptions { yield_when_throttled };
+        let outcome = self.call(py, move |e| Box::pin(async move { e.run_with(run_id, &no_progress, &opts).await }))?;
+        let value = match outcome {
+            RunOutcome::Finished(run) => json(&run),
+            RunOutcome::Yielded { run, resume_after } => {
+                let mut v = json(&run);
+                if let Value::Object(map) = &mut v {
+                    map.insert("resume_after".into(), Value::from(resume_after.as_secs_f64()));
+                }
+                v
+            }
+        };
+        to_py(py, &value)
     }
 
     fn get_run<'py>(&self, py: Python<'py>, run_id: i64) -> PyResult<Bound<'py, PyAny>> {

@@ -26,18 +26,10 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from sluicegate.airflow._api import ApiClient
-    from sluicegate.engine import Engine
-    from sluicegate.types import Run
+    from sluicegate.engine import Engine, RunResult
 
 __all__ = ["SyncOperator"]
 
-NOT_DEFERRABLE_IN_TASK = (
-    "SyncOperator(deferrable=True) cannot release the worker slot: connection {conn!r} has no "
-    "host, so the sync runs inside this task (embedded mode) and the task is busy for as long "
-    "as data moves. Either leave deferrable unset (or False), or point the connection at a "
-    "sluicegate server (host http(s)://..., password: its API token) so that the server runs the "
-    "sync and the wait moves to the triggerer."
-)
 NO_WAIT_IN_TASK = (
     "SyncOperator(wait_for_completion=False) would queue a run that nothing executes: "
     "connection {conn!r} has no host, so syncs run inside the task (embedded mode). Leave "
@@ -48,6 +40,9 @@ NO_WAIT_IN_TASK = (
 _PENDING = frozenset({"queued", "working"})
 #: Consecutive failed reads of a remote run tolerated before the task fails.
 MAX_READ_FAILURES = 5
+#: Default of ``yield_when_throttled``: an in-task deferrable run gives its worker slot back
+#: when the destination's rate limit would hold it back at least this many seconds.
+DEFAULT_YIELD_WHEN_THROTTLED = 30.0
 
 
 class SyncOperator(BaseOperator):
@@ -64,6 +59,14 @@ class SyncOperator(BaseOperator):
       hands the wait to :class:`~sluicegate.airflow.triggers.sluicegate.SyncRunTrigger` and
       releases the worker slot. Killing the task or reaching ``timeout`` sends
       ``POST /sync_runs/{id}/cancel``.
+
+    In embedded mode with ``deferrable=True``, the run executes in this task until the
+    destination's rate limit would hold it back for ``yield_when_throttled`` seconds or more (a
+    429's ``Retry-After``, a spent rate window, the configured ``rate_limit``): then the run
+    stops sending, commits what the batches in flight achieved, goes back to the queue, and the
+    task defers (:class:`~sluicegate.airflow.triggers.sluicegate.SyncResumeTrigger`) until the
+    wait is over, releasing its worker slot. It then claims the same run again and continues
+    from the acknowledged state, as often as needed; the counts cover the whole run.
 
     The task succeeds when the run completes and fails, with the run's error message, when the
     run fails. Sync state advances only on destination acknowledgement, so retrying a failed
@@ -97,13 +100,16 @@ class SyncOperator(BaseOperator):
     :param wait_for_completion: wait for the run to end (the default). ``False``: return the
         run id as soon as the server accepted the trigger (remote and Census modes only; in
         embedded mode this task is what executes the run, and the task fails saying so).
-    :param deferrable: release the worker slot while waiting (remote and Census modes).
-        Defaults to Airflow's ``[operators] default_deferrable``. In embedded mode the sync runs
-        in this task, so there is nothing to defer: an explicit ``deferrable=True`` fails the
-        task with an explanation, and ``default_deferrable = True`` is noted in the log and
-        otherwise ignored.
-    :param timeout: seconds (or a ``timedelta``) the run may take; past it the run is canceled
-        and the task fails. ``None``: no limit (Airflow's ``execution_timeout`` still applies).
+    :param deferrable: release the worker slot while waiting. Defaults to Airflow's
+        ``[operators] default_deferrable``. Remote and Census modes: the whole wait moves to the
+        triggerer. Embedded mode: the run executes in this task, and the task defers only while
+        the destination's rate limit holds the run back (see ``yield_when_throttled``).
+    :param yield_when_throttled: embedded mode with ``deferrable``: seconds (or a
+        ``timedelta``) of rate-limit wait from which the run yields and the task defers
+        (default 30). Shorter waits are waited out in the task. Full resyncs never yield.
+    :param timeout: seconds (or a ``timedelta``) the run may take, counted from the task's
+        first start across deferrals; past it the run is canceled and the task fails. ``None``:
+        no limit (Airflow's ``execution_timeout`` still applies).
     :param poll_interval: seconds between reads of a remote run, and between progress lines in
         the log while an embedded run works.
     :param max_rejected_records: fail when more rows than this were not delivered (rejected by
@@ -135,6 +141,7 @@ class SyncOperator(BaseOperator):
         poll_interval: float | timedelta = 30,
         max_rejected_records: int | None = None,
         max_rejected_share: float | None = None,
+        yield_when_throttled: float | timedelta = DEFAULT_YIELD_WHEN_THROTTLED,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -153,7 +160,7 @@ class SyncOperator(BaseOperator):
         self.full_resync = full_resync
         self.wait_for_completion = bool(wait_for_completion)
         self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
-        self._deferrable_asked = bool(deferrable)
+        self.yield_when_throttled = _seconds(yield_when_throttled, "yield_when_throttled")
         self.timeout = _seconds(timeout, "timeout")
         self.poll_interval = _seconds(poll_interval, "poll_interval") or 30.0
         self.max_rejected_records = check_rejection_limits(
@@ -203,14 +210,8 @@ class SyncOperator(BaseOperator):
     ) -> int:
         if not self.wait_for_completion and not self._embedded_runs_without_wait:
             raise AirflowException(NO_WAIT_IN_TASK.format(conn=self.sluicegate_conn_id))
-        if self._deferrable_asked:
-            raise AirflowException(NOT_DEFERRABLE_IN_TASK.format(conn=self.sluicegate_conn_id))
-        if self.deferrable:
-            self.log.info(
-                "[operators] default_deferrable is on, but in embedded mode the sync runs in "
-                "this task: nothing to defer"
-            )
         engine = hook.get_engine()
+        started = time.time()
 
         ti = context["ti"]
         run_id = engine.trigger(sync, full_sync=full, reason=_reason(ti))
@@ -223,8 +224,61 @@ class SyncOperator(BaseOperator):
             run_id,
         )
 
-        run = self._run_and_watch(engine, run_id)
+        return self._run_in_task(context, engine, run_id, started)
+
+    def _run_in_task(self, context: Context, engine: Engine, run_id: int, started: float) -> int:
+        """Execute the run here; when it yields to the rate limit, defer until it may resume."""
+        left = None if self.timeout is None else started + self.timeout - time.time()
+        run = self._run_and_watch(
+            engine,
+            run_id,
+            yield_when_throttled=self.yield_when_throttled if self.deferrable else None,
+            timeout=left,
+        )
+        resume_at = run.get("resume_at")
+        if run.get("status") == "queued" and resume_at is not None:
+            moment = resume_at.timestamp()
+            if self.timeout is not None:
+                moment = min(moment, started + self.timeout)
+            self.log.info(
+                "sync run %d yielded to the destination's rate limit after %s records; it is "
+                "queued again, and this task defers until %s (its worker slot is free meanwhile)",
+                run_id,
+                run.get("records_updated") or 0,
+                resume_at.isoformat(),
+            )
+            from sluicegate.airflow.triggers.sluicegate import SyncResumeTrigger
+
+            self._run_id = None  # deferring: the task process ends, the run is queued
+            self.defer(
+                trigger=SyncResumeTrigger(
+                    sync_run_id=run_id,
+                    moment=moment,
+                    sluicegate_conn_id=self.sluicegate_conn_id,
+                    started=started,
+                ),
+                method_name="execute_resume",
+            )
         return self._finish(context, run_id, run)
+
+    def execute_resume(self, context: Context, event: Any = None) -> int:
+        """Continue an embedded run that yielded to the rate limit (after
+        :class:`~sluicegate.airflow.triggers.sluicegate.SyncResumeTrigger` fired with
+        ``{"status": "resume", "sync_run_id": N, "started": T}``)."""
+        if not isinstance(event, Mapping) or event.get("status") != "resume":
+            raise AirflowException(f"SyncResumeTrigger sent no usable event: {event!r}")
+        run_id = int(event["sync_run_id"])
+        started = float(event.get("started") or time.time())
+        engine = SluicegateHook(sluicegate_conn_id=self.sluicegate_conn_id).get_engine()
+        if self.timeout is not None and time.time() >= started + self.timeout:
+            self._request_cancel(engine, run_id, f"timeout={self.timeout:g}s passed while deferred")
+            run = engine.get_run(run_id)
+            raise AirflowException(
+                f"sync run {run_id} did not finish within timeout={self.timeout:g}s and was "
+                f"canceled ({run.get('status')}): {failure_message(run)}"
+            )
+        self.log.info("resuming sync run %d from what the destination acknowledged", run_id)
+        return self._run_in_task(context, engine, run_id, started)
 
     def _finish(self, context: Context, run_id: int, run: Any) -> int:
         """Push the counts, log the summary, and fail as the run (or the limits) say."""
@@ -403,8 +457,18 @@ class SyncOperator(BaseOperator):
             self.log.warning("no lineage for sync %r: %s", self.sync_id or self.sync_name, err)
             return None
 
-    def _run_and_watch(self, engine: Engine, run_id: int) -> Run:
-        """Execute the run in a thread; cancel it on timeout, kill or interruption."""
+    def _run_and_watch(
+        self,
+        engine: Engine,
+        run_id: int,
+        *,
+        yield_when_throttled: float | None = None,
+        timeout: float | None = None,
+    ) -> RunResult:
+        """Execute the run in a thread; cancel it on timeout (seconds from now), kill or
+        interruption. Returns it ended, or queued with ``resume_at`` when it yielded."""
+        if timeout is not None and timeout <= 0:
+            timeout = 1e-3  # the deadline passed: cancel at once, below
         outcome: dict[str, Any] = {}
         # Watched through an Event, not Thread.join(): on CPython 3.11 a join() interrupted by
         # an exception from a signal handler marks the still-running thread as stopped.
@@ -412,7 +476,7 @@ class SyncOperator(BaseOperator):
 
         def work() -> None:
             try:
-                outcome["run"] = engine.run(run_id)
+                outcome["run"] = engine.run(run_id, yield_when_throttled=yield_when_throttled)
             except BaseException as err:  # handed to the task's thread below
                 outcome["error"] = err
             finally:
@@ -429,8 +493,8 @@ class SyncOperator(BaseOperator):
         try:
             while not ended.is_set():
                 wait = self.poll_interval
-                if self.timeout is not None:
-                    left = started + self.timeout - time.monotonic()
+                if timeout is not None:
+                    left = started + timeout - time.monotonic()
                     if left <= 0:
                         timed_out = True
                         break
@@ -448,6 +512,11 @@ class SyncOperator(BaseOperator):
                 engine, run_id, ended, f"it did not finish within timeout={self.timeout:g}s"
             )
             run = engine.get_run(run_id)
+            if run.get("status") == "queued":
+                # It yielded to the rate limit just as the timeout passed: cancel it queued.
+                self._cancel_requested = False
+                self._request_cancel(engine, run_id, "timeout passed while it yielded")
+                run = engine.get_run(run_id)
             raise AirflowException(
                 f"sync run {run_id} did not finish within timeout={self.timeout:g}s and was "
                 f"canceled ({run.get('status')}"

@@ -17,6 +17,11 @@ Events (``TriggerEvent.payload``), one per trigger, always JSON:
 * ``{"status": "error", "sync_run_id": N, "message": ...}``: the run cannot be followed (a
   status this version does not know, no such run, the store failing repeatedly). The waiting
   task fails with the message: unknown means failed, never "still running".
+
+:class:`SyncResumeTrigger` is what an embedded ``SyncOperator(deferrable=True)`` defers to
+when its run yielded to the destination's rate limit: it waits until the run may resume, then
+fires ``{"status": "resume", "sync_run_id": N, "started": T}``, and the task claims the run
+again (``started``: the task's first start, Unix time, which its ``timeout`` counts from).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from sluicegate.airflow._util import run_for_event, summarize
 from sluicegate.airflow.hooks.sluicegate import EMBEDDED, SluicegateHook
 
-__all__ = ["SyncRunTrigger"]
+__all__ = ["SyncResumeTrigger", "SyncRunTrigger"]
 
 _PENDING = frozenset({"queued", "working"})
 _TERMINAL = frozenset({"completed", "failed"})
@@ -177,3 +182,60 @@ class SyncRunTrigger(BaseTrigger):
                     return
                 delay = min(delay, left)
             await asyncio.sleep(delay)
+
+
+class SyncResumeTrigger(BaseTrigger):
+    """Wait until ``moment`` (Unix time), then fire ``{"status": "resume", "sync_run_id": N,
+    "started": T}``.
+
+    The run is queued meanwhile (it yielded to the destination's rate limit; nothing holds it).
+    Killing the deferred task (mark failed, clear: Airflow 3's ``BaseTrigger.on_kill``) cancels
+    that queued run, so it does not stay queued with no task to run it.
+
+    :param sync_run_id: the yielded run.
+    :param moment: Unix time at which the run may resume.
+    :param sluicegate_conn_id: the embedded connection the run's state store is read through.
+    :param started: passed back in the event: when the task first started (Unix time).
+    """
+
+    def __init__(
+        self,
+        sync_run_id: int,
+        moment: float,
+        sluicegate_conn_id: str = SluicegateHook.default_conn_name,
+        started: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.sync_run_id = int(sync_run_id)
+        self.moment = float(moment)
+        self.sluicegate_conn_id = sluicegate_conn_id
+        self.started = None if started is None else float(started)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "sync_run_id": self.sync_run_id,
+                "moment": self.moment,
+                "sluicegate_conn_id": self.sluicegate_conn_id,
+                "started": self.started,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        # Short sleeps: a clock that jumps does not hold the run back for long.
+        while (left := self.moment - time.time()) > 0:
+            await asyncio.sleep(min(left, 10.0))
+        yield TriggerEvent(
+            {"status": "resume", "sync_run_id": self.sync_run_id, "started": self.started}
+        )
+
+    async def on_kill(self) -> None:
+        """Cancel the queued run (Airflow 3 calls this when a user kills the deferred task)."""
+        hook = SluicegateHook(sluicegate_conn_id=self.sluicegate_conn_id)
+        try:
+            engine = await hook.aget_engine()
+            await asyncio.to_thread(engine.cancel, self.sync_run_id)
+            self.log.warning("the task was killed while deferred: sync run %d canceled", self.sync_run_id)
+        except Exception as err:  # e.g. RunStateError: it ended meanwhile
+            self.log.info("sync run %d was not canceled: %s", self.sync_run_id, err)
