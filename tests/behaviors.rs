@@ -332,3 +332,75 @@ async fn plan_touches_neither_destination_nor_state() {
     assert_eq!((r.counts.planned.changes, r.counts.planned.removes), (1, 4), "the plan changed no state");
     emu.stop().await;
 }
+
+/// A create whose answer was lost after the destination applied it: the next run finds the
+/// rows in doubt, the destination answers "already exists", and that is their acknowledgement
+/// (before, it was a rejection every run, forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_rows_whose_answer_was_lost_are_acknowledged_by_already_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 30).await;
+    let emu = emulator().await;
+    let engine = open_with(dir.path(), &project(&emu.url, &sync(1, "create", "table: contacts", "")), None).await;
+    // Every request is applied, then answered 503: the run fails with its batches in doubt.
+    emu.set_faults(Faults { fail_rate: 1.0, apply_then_fail: true, ..Faults::default() });
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:?}");
+    let applied = emu.stats().stored;
+    assert!(applied > 0, "the destination applied the first batch");
+    emu.set_faults(Faults::default());
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!((r.counts.records_updated, r.counts.records_failed), (Some(30), Some(0)));
+    assert!(engine.run_records(r.id, 100).await.unwrap().is_empty());
+    assert_eq!(emu.stats().stored, 30);
+    let mut sent = emails(&emu.records());
+    sent.sort();
+    sent.dedup();
+    assert_eq!(sent.len(), 30, "each row created once");
+    assert_eq!(emu.records().len(), 30, "each row created once");
+    // Acknowledged: nothing is sent again.
+    let r = run(&engine, 1, false).await;
+    assert_eq!((r.counts.records_processed, r.counts.records_failed), (Some(0), Some(0)));
+    emu.stop().await;
+}
+
+/// A create that finds a record it never sent (not in doubt) is still a rejection, with the
+/// destination's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_of_a_record_created_elsewhere_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 10).await;
+    let emu = emulator().await;
+    let syncs = sync(1, "upsert", "query: SELECT * FROM contacts WHERE id <= 3", "") + &sync(2, "create", "table: contacts", "");
+    let engine = open_with(dir.path(), &project(&emu.url, &syncs), None).await;
+    assert_eq!(run(&engine, 1, false).await.counts.records_updated, Some(3));
+    let r = run(&engine, 2, false).await;
+    assert_eq!((r.counts.records_updated, r.counts.records_failed), (Some(7), Some(3)));
+    let rejected = engine.run_records(r.id, 100).await.unwrap();
+    assert!(rejected.iter().all(|o| o.reason.contains("already exists")), "{rejected:?}");
+    // And again on the next run: a rejection never becomes an acknowledgement.
+    let r = run(&engine, 2, false).await;
+    assert_eq!((r.counts.records_updated, r.counts.records_failed), (Some(0), Some(3)));
+    emu.stop().await;
+}
+
+/// A row rejected on its add was never delivered: when it leaves the source, a mirror sync
+/// sends no delete for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_never_deletes_a_row_it_never_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::create(dir.path(), 30).await;
+    let emu = emulator().await;
+    emu.set_reject_rules(vec![sluicegate::emulator::webhook::RejectRule::parse("name=^User 7$").unwrap()]);
+    let engine = open_with(dir.path(), &project(&emu.url, &sync(1, "mirror", "table: contacts", "")), None).await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!((r.counts.records_updated, r.counts.records_failed), (Some(29), Some(1)));
+    wh.exec("DELETE FROM contacts WHERE id = 7").await;
+    emu.reset();
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!((r.counts.planned.removes, r.counts.records_processed), (0, Some(0)));
+    assert_eq!(emu.stats().requests, 0, "no delete for a record never created");
+    emu.stop().await;
+}

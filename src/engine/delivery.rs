@@ -240,16 +240,28 @@ impl<'a> Delivery<'a> {
                 Kind::Change => (&mut c.succeeded.changes, &mut c.failed.changes),
                 Kind::Remove => (&mut c.succeeded.removes, &mut c.failed.removes),
             };
-            match outcome {
-                Outcome::Accepted => {
+            let reason = match outcome {
+                Outcome::Accepted => None,
+                // The create found the record there: when this row's earlier delivery was in
+                // doubt, that delivery created it, so this is its acknowledgement.
+                Outcome::Exists(_) if row.in_doubt && row.kind == Kind::Add => None,
+                Outcome::Rejected(reason) | Outcome::Retry(reason) | Outcome::Exists(reason) => Some(reason),
+            };
+            match reason {
+                None => {
                     *ok += 1;
                     changes.push(match row.kind {
                         Kind::Remove => StateChange::Remove(row.key),
                         _ => StateChange::Put(StateEntry { key: row.key, identifier: row.identifier, fingerprint: row.fingerprint }),
                     });
                 }
-                Outcome::Rejected(reason) | Outcome::Retry(reason) => {
+                Some(reason) => {
                     *failed += 1;
+                    // A refused add was never delivered: forget its in-doubt mark, so that a
+                    // mirror sync never deletes a record it did not create.
+                    if row.kind == Kind::Add {
+                        changes.push(StateChange::Remove(row.key));
+                    }
                     rejected.push(RunRecordOutcome {
                         identifier: Some(row.identifier),
                         kind: RecordKind::Rejected,

@@ -573,6 +573,9 @@ struct Planned {
     record: Map<String, Value>,
     fingerprint: store::Fingerprint,
     kind: Kind,
+    /// The state held this row as in doubt when it was planned: an earlier delivery was sent
+    /// and never answered, so the destination may hold it already.
+    in_doubt: bool,
 }
 
 /// The merge of key-ordered source rows with key-ordered state.
@@ -725,6 +728,7 @@ impl Merge<'_> {
             Some((fp, _)) => fp,
             None => self.mapper.fingerprint(&mapped, &mut self.buf),
         };
+        let in_doubt = matched.as_ref().is_some_and(|e| e.fingerprint == store::IN_DOUBT);
         let kind = match (self.sync.behavior, matched) {
             (_, None) => Kind::Add,
             // A row sent once is never sent again, unless that sending is in doubt.
@@ -734,7 +738,7 @@ impl Merge<'_> {
             (_, Some(_)) => Kind::Change,
         };
         let _ = self.key_order;
-        out.planned(Planned { key, identifier, record: self.mapper.record(mapped), fingerprint, kind }).await
+        out.planned(Planned { key, identifier, record: self.mapper.record(mapped), fingerprint, kind, in_doubt }).await
     }
 
     /// A state entry with no source row: mirror syncs delete it at the destination.
@@ -744,7 +748,8 @@ impl Merge<'_> {
         }
         let mut record = Map::new();
         record.insert(self.sync.primary_identifier.to.clone(), key::identifier_value(&entry.key, &entry.identifier));
-        out.planned(Planned { key: entry.key, identifier: entry.identifier, record, fingerprint: 0, kind: Kind::Remove }).await
+        let in_doubt = entry.fingerprint == store::IN_DOUBT;
+        out.planned(Planned { key: entry.key, identifier: entry.identifier, record, fingerprint: 0, kind: Kind::Remove, in_doubt }).await
     }
 }
 
