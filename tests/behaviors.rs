@@ -404,3 +404,42 @@ async fn mirror_never_deletes_a_row_it_never_delivered() {
     assert_eq!(emu.stats().requests, 0, "no delete for a record never created");
     emu.stop().await;
 }
+
+/// An executor whose run was taken over (failed as lost by another executor) writes nothing
+/// more: the answers it still receives are not recorded, so the next run sends those rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_that_lost_its_lease_writes_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 30).await;
+    let emu = emulator().await;
+    // Every answer is held 1 s: the run's batches are in flight when it is taken over.
+    emu.set_faults(Faults { stall_every: Some(1), stall_seconds: 1.0, ..Faults::default() });
+    let text = project(&emu.url, &sync(1, "upsert", "table: contacts", ""));
+    // A 10-minute lease: the heartbeat does not notice the takeover during this test.
+    let engine = std::sync::Arc::new(open_with(dir.path(), &text, Some(Duration::from_secs(600))).await);
+    let store = engine.store().clone();
+    let id = engine.trigger(&SyncRef::Id(1), false, &reason()).await.unwrap();
+    let task = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.run(id, &no_progress).await })
+    };
+    while emu.stats().requests < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another executor finds this one gone and fails its run.
+    assert_eq!(store.reap_lost_runs(&|_| Some(false)).await.unwrap(), 1);
+    let taken = store.get_run(id).await.unwrap();
+    assert_eq!(taken.status, RunStatus::Failed);
+    let r = tokio::time::timeout(Duration::from_secs(60), task).await.unwrap().unwrap().unwrap();
+    assert_eq!((r.status, r.error_code.as_deref()), (RunStatus::Failed, Some("EXECUTOR_LOST")), "{r:?}");
+    assert_eq!((r.counts.clone(), r.error_message.clone()), (taken.counts, taken.error_message), "the stale executor wrote nothing");
+    let e = store.commit_batch(id, "stale:1:1", 1, &[], &[], &sluicegate::store::RunCounts::default()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RunState);
+    assert!(e.to_string().contains(&format!("this executor lost its lease on run {id}; another executor took over; nothing more is written")), "{e}");
+    // Nothing it heard back was recorded: the next run sends every row.
+    emu.set_faults(Faults::default());
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!((r.counts.planned.total(), r.counts.records_updated), (30, Some(30)));
+    emu.stop().await;
+}

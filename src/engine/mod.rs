@@ -418,6 +418,7 @@ impl Engine {
         let mut out = Output::Deliver(Delivery::new(
             self.store.as_ref(),
             run.id,
+            &self.executor,
             sync.id,
             deliverer.clone(),
             main_operation(sync.behavior),

@@ -242,16 +242,19 @@ pub trait Store: Send + Sync {
     async fn request_cancel(&self, run_id: i64) -> Result<RunRecord>;
     async fn get_run(&self, run_id: i64) -> Result<RunRecord>;
     async fn list_runs(&self, sync_id: Option<i64>, limit: i64) -> Result<Vec<RunRecord>>;
-    /// Record progress of a working run.
+    /// Record progress of a working run (a run no longer working is left alone).
     async fn update_progress(&self, run_id: i64, step: &str, counts: &RunCounts) -> Result<()>;
     /// Everything the destination acknowledged for this sync, in `key` order (byte-wise).
     fn state_stream(&self, sync_id: i64) -> BoxStream<'_, Result<StateEntry>>;
-    /// In one transaction: apply acknowledged state changes, record rows not delivered, and save
-    /// the run's counts. Called only after the destination answered. Returns whether the run
-    /// has been asked to cancel.
+    /// In one transaction: apply state changes (the in-doubt marks written before a batch is
+    /// sent, then what the destination's answer acknowledged), record rows not delivered, and
+    /// save the run's counts. Only while the run is `working` under `executor`: otherwise
+    /// nothing is written and the error says that this executor lost its lease. Returns whether
+    /// the run has been asked to cancel.
     async fn commit_batch(
         &self,
         run_id: i64,
+        executor: &str,
         sync_id: i64,
         changes: &[StateChange],
         outcomes: &[RunRecordOutcome],
@@ -297,6 +300,14 @@ pub trait Store: Send + Sync {
 
 /// Why a working run counts as lost, if it does: its executor's process is gone (same host), or
 /// its lease expired before `now`.
+/// The error of a write refused because the run is no longer this executor's.
+pub(crate) fn lease_lost(run_id: i64) -> Error {
+    Error::new(
+        crate::error::ErrorKind::RunState,
+        format!("this executor lost its lease on run {run_id}; another executor took over; nothing more is written"),
+    )
+}
+
 pub(crate) fn lost_reason(executor: &str, lease: Option<&str>, now: &str, alive: Liveness<'_>) -> Option<String> {
     let why = if alive(executor) == Some(false) {
         format!("executor lost: process {executor} ended without finishing the run")
