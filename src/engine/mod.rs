@@ -56,7 +56,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 const INVALID_FLUSH: usize = 1000;
 
 /// How to open an engine.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct EngineOptions {
     /// State store URL; else the project's `state`, else `sluicegate_state.db` beside the project.
     pub state: Option<String>,
@@ -64,6 +64,19 @@ pub struct EngineOptions {
     pub env: HashMap<String, String>,
     /// Lease of a working run; else `SLUICEGATE_LEASE` (e.g. `30s`), else 60 s.
     pub lease: Option<Duration>,
+}
+
+/// Never shows a secret: the state URL without its user, password and query, and the names
+/// of the `env` values only.
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: std::collections::BTreeMap<&str, &str> = self.env.keys().map(|k| (k.as_str(), "<redacted>")).collect();
+        f.debug_struct("EngineOptions")
+            .field("state", &self.state.as_deref().map(crate::config::redact_url))
+            .field("env", &env)
+            .field("lease", &self.lease)
+            .finish()
+    }
 }
 
 /// Progress of a working run, reported after each step and batch.
@@ -833,5 +846,24 @@ impl Output<'_, '_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_options_debug_shows_no_secret() {
+        let opts = EngineOptions {
+            state: Some("postgres://sg:pw-s3cret@db.internal:5432/state?sslpassword=q-s3cret".into()),
+            env: HashMap::from([("HUBSPOT_TOKEN".to_string(), "pat-na1-s3cret".to_string())]),
+            lease: Some(Duration::from_secs(30)),
+        };
+        let text = format!("{opts:?}");
+        assert!(!text.contains("s3cret") && !text.contains("sg:"), "{text}");
+        assert!(text.contains("db.internal:5432/state") && text.contains("HUBSPOT_TOKEN") && text.contains("<redacted>") && text.contains("30s"), "{text}");
+        let text = format!("{:#?}", EngineOptions::default());
+        assert!(text.contains("state: None"), "{text}");
     }
 }
