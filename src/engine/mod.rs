@@ -1,9 +1,10 @@
 //! Runs one sync end to end. The source is read ordered by the state key and merged, row by
 //! row, with the acknowledged state (also key-ordered), so memory stays bounded whatever the
 //! table size. New and changed rows (and, for mirror syncs, rows that left the source) are
-//! delivered in batches; after each batch the state of exactly the rows the destination
-//! accepted is committed (the one invariant: state advances only on acknowledgement). Rejected
-//! and invalid rows are recorded with their reason.
+//! delivered in batches; each batch's rows are marked in doubt in the state before it is sent,
+//! and after its answer the state of exactly the rows the destination accepted is committed
+//! (the one invariant: state advances only on acknowledgement). Rejected and invalid rows are
+//! recorded with their reason.
 //!
 //! A run is claimed under a lease that a heartbeat renews; a run whose executor is gone is
 //! failed as "executor lost" by whoever looks next. Exactly one run per sync works at a time:

@@ -1,5 +1,10 @@
-//! The state store: runs, acknowledged row state (identifier → fingerprint) and the rows a
-//! run did not deliver. SQLite by default; the [`Store`] trait is the seam for other backends.
+//! The state store: runs, row state (identifier → fingerprint) and the rows a run did not
+//! deliver. SQLite by default; the [`Store`] trait is the seam for other backends.
+//!
+//! A row's fingerprint is written in two steps: before its batch is sent, as [`IN_DOUBT`]
+//! (which matches no payload, so a run that dies mid-request leaves the row to be sent again);
+//! then, once the destination acknowledged it, as its real fingerprint. A refused add loses its
+//! entry. State thus never claims a delivery the destination did not acknowledge.
 
 mod common;
 mod migrations;
@@ -159,7 +164,8 @@ pub type Fingerprint = u128;
 /// again, whatever its value is by then.
 pub const IN_DOUBT: Fingerprint = 0;
 
-/// One acknowledged row of a sync: its sort key, identifier and fingerprint.
+/// One row of a sync's state: its sort key, identifier and fingerprint (the acknowledged
+/// payload's, or [`IN_DOUBT`] while a delivery awaits its answer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateEntry {
     pub key: Vec<u8>,
@@ -167,7 +173,9 @@ pub struct StateEntry {
     pub fingerprint: Fingerprint,
 }
 
-/// A change to the acknowledged state, written only after the destination acknowledged it.
+/// A change to a sync's state: an in-doubt mark written before a batch is sent, or what the
+/// destination's answer acknowledged (a real fingerprint, a delete done, a refused add's mark
+/// removed).
 #[derive(Debug, Clone)]
 pub enum StateChange {
     Put(StateEntry),
@@ -244,7 +252,8 @@ pub trait Store: Send + Sync {
     async fn list_runs(&self, sync_id: Option<i64>, limit: i64) -> Result<Vec<RunRecord>>;
     /// Record progress of a working run (a run no longer working is left alone).
     async fn update_progress(&self, run_id: i64, step: &str, counts: &RunCounts) -> Result<()>;
-    /// Everything the destination acknowledged for this sync, in `key` order (byte-wise).
+    /// This sync's state, in `key` order (byte-wise): what the destination acknowledged, and
+    /// the rows whose delivery is in doubt ([`IN_DOUBT`]).
     fn state_stream(&self, sync_id: i64) -> BoxStream<'_, Result<StateEntry>>;
     /// In one transaction: apply state changes (the in-doubt marks written before a batch is
     /// sent, then what the destination's answer acknowledged), record rows not delivered, and
