@@ -443,3 +443,45 @@ async fn an_executor_that_lost_its_lease_writes_nothing_more() {
     assert_eq!((r.counts.planned.total(), r.counts.records_updated), (30, Some(30)));
     emu.stop().await;
 }
+
+/// A run executed where it is triggered (`sluicegate run`) is created already claimed: there is
+/// no moment at which a kill leaves it queued with no one to execute it. While another run of
+/// the sync works, it waits without creating a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_executed_where_triggered_are_never_left_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 30).await;
+    let emu = emulator().await;
+    let text = project(&emu.url, &(sync(1, "upsert", "table: contacts", "") + &sync(2, "create", "table: contacts", "")));
+    let engine = std::sync::Arc::new(open_with(dir.path(), &text, None).await);
+    let store = engine.store().clone();
+    // Another executor (another host) holds the sync.
+    let held = engine.trigger(&SyncRef::Id(1), false, &reason()).await.unwrap();
+    assert!(matches!(store.claim_run(held, "elsewhere:42:7", Duration::from_secs(3600)).await.unwrap(), Claim::Claimed(_)));
+    let task = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.trigger_and_run(&SyncRef::Id(1), false, &reason(), &no_progress).await })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!task.is_finished(), "waits for the working run");
+    let runs = store.list_runs(Some(1), 10).await.unwrap();
+    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [held], "no run is created while waiting");
+    let end = sluicegate::store::RunEnd {
+        status: RunStatus::Completed,
+        canceled: false,
+        error_code: None,
+        error_message: None,
+        error_detail: None,
+        counts: Default::default(),
+    };
+    store.finish_run(held, &end).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(60), task).await.unwrap().unwrap().unwrap();
+    assert_eq!((r.status, r.counts.records_updated), (RunStatus::Completed, Some(30)), "{:?}", r.error_message);
+    assert!(r.started_at.is_some() && r.id != held);
+    assert!(store.list_runs(Some(1), 10).await.unwrap().iter().all(|r| r.status != RunStatus::Queued));
+    // The same refusal as a trigger's.
+    let e = engine.trigger_and_run(&SyncRef::Id(2), true, &reason(), &no_progress).await.unwrap_err();
+    assert!(e.to_string().contains("it sends each row once, so it has no full sync"), "{e}");
+    assert!(store.list_runs(Some(2), 10).await.unwrap().is_empty());
+    emu.stop().await;
+}

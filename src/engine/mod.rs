@@ -253,8 +253,9 @@ impl Engine {
         crate::config::redact_url(&self.state_url)
     }
 
-    /// Queue a run of a sync; returns the run id.
-    pub async fn trigger(&self, sync: &SyncRef, full_sync: bool, reason: &TriggerReason) -> Result<i64> {
+    /// The sync a trigger names, if it may run (`full_sync` is refused for syncs that send each
+    /// row once).
+    fn triggerable(&self, sync: &SyncRef, full_sync: bool) -> Result<&SyncConfig> {
         let s = self.project.sync(sync)?;
         if full_sync && matches!(s.behavior, Behavior::Append | Behavior::Create) {
             return Err(Error::config(format!(
@@ -264,7 +265,36 @@ impl Engine {
                 s.behavior.as_str()
             )));
         }
+        Ok(s)
+    }
+
+    /// Queue a run of a sync; returns the run id.
+    pub async fn trigger(&self, sync: &SyncRef, full_sync: bool, reason: &TriggerReason) -> Result<i64> {
+        let s = self.triggerable(sync, full_sync)?;
         self.store.create_run(s.id, &s.name, full_sync, reason).await
+    }
+
+    /// Trigger a run and execute it in this process (`sluicegate run`). The run is created
+    /// already claimed, in one store transaction: a process killed at any point leaves no
+    /// queued run behind that no one would execute. While another run of the sync works, this
+    /// waits (no run is created until it can start).
+    pub async fn trigger_and_run(&self, sync: &SyncRef, full_sync: bool, reason: &TriggerReason, progress: ProgressFn<'_>) -> Result<RunRecord> {
+        let s = self.triggerable(sync, full_sync)?;
+        let mut reported = false;
+        let run = loop {
+            self.reap().await?;
+            if let Some(run) = self.store.create_claimed_run(s.id, &s.name, full_sync, reason, &self.executor, self.lease).await? {
+                break run;
+            }
+            if !reported {
+                reported = true;
+                tracing::info!(sync_id = s.id, "waiting for the working run of this sync to end");
+            }
+            tokio::time::sleep(CLAIM_POLL).await;
+        };
+        match self.run_claimed(run, progress, None, None).await? {
+            worker::Served::Finished(r) | worker::Served::Released(r) => Ok(r),
+        }
     }
 
     async fn reap(&self) -> Result<u64> {

@@ -237,6 +237,19 @@ pub type Liveness<'a> = &'a (dyn Fn(&str) -> Option<bool> + Send + Sync);
 pub trait Store: Send + Sync {
     /// Insert a queued run and return its id.
     async fn create_run(&self, sync_id: i64, sync_name: &str, full_sync: bool, reason: &TriggerReason) -> Result<i64>;
+    /// Insert a run already `working` for `executor` under a lease of `lease`, in one statement,
+    /// unless another run of the same sync is working (`None`: nothing inserted). For runs
+    /// executed by the process that triggers them: no death between creating and claiming can
+    /// leave such a run queued with no one to execute it.
+    async fn create_claimed_run(
+        &self,
+        sync_id: i64,
+        sync_name: &str,
+        full_sync: bool,
+        reason: &TriggerReason,
+        executor: &str,
+        lease: Duration,
+    ) -> Result<Option<RunRecord>>;
     /// Move a queued run to `working` for `executor`, holding a lease of `lease`, unless another
     /// run of the same sync is working.
     async fn claim_run(&self, run_id: i64, executor: &str, lease: Duration) -> Result<Claim>;

@@ -196,6 +196,41 @@ impl Store for SqliteStore {
         Ok(id)
     }
 
+    async fn create_claimed_run(
+        &self,
+        sync_id: i64,
+        sync_name: &str,
+        full_sync: bool,
+        reason: &TriggerReason,
+        executor: &str,
+        lease: Duration,
+    ) -> Result<Option<RunRecord>> {
+        let ts = now();
+        let done: std::result::Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
+            "INSERT INTO sync_runs (sync_id, sync_name, status, created_at, updated_at, started_at, heartbeat_at, lease_expires_at, \
+             executor, full_sync, trigger_tag, trigger_detail, current_step) \
+             SELECT ?1, ?2, 'working', ?3, ?3, ?3, ?3, ?4, ?5, ?6, ?7, ?8, 'Checking source and destination configuration' \
+             WHERE NOT EXISTS (SELECT 1 FROM sync_runs WHERE sync_id = ?1 AND status = 'working') RETURNING id",
+        )
+        .bind(sync_id)
+        .bind(sync_name)
+        .bind(&ts)
+        .bind(now_plus(lease))
+        .bind(executor)
+        .bind(i64::from(full_sync))
+        .bind(&reason.ui_tag)
+        .bind(&reason.ui_detail)
+        .fetch_optional(&self.pool)
+        .await;
+        match done {
+            Ok(Some(id)) => Ok(Some(self.get_run(id).await?)),
+            Ok(None) => Ok(None),
+            // The unique index on working runs refuses a second one: the sync is busy.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e).context(ErrorKind::Store, self.err("cannot create a run")),
+        }
+    }
+
     async fn claim_run(&self, run_id: i64, executor: &str, lease: Duration) -> Result<Claim> {
         let ts = now();
         let done = sqlx::query(
