@@ -6,7 +6,10 @@
 //!   property with unique values);
 //! - update: `/crm/v3/objects/contacts/batch/update`, by the identifier property, or by record
 //!   ID when the identifier is `hs_object_id`;
-//! - create: `/crm/v3/objects/contacts/batch/create`;
+//! - create: `/crm/v3/objects/contacts/batch/create`; a contact HubSpot already holds
+//!   (`CONFLICT` "Contact already exists", per record in a 207 or a 409 for one contact) is
+//!   answered "already exists" ([`Outcome::Exists`]): the engine acknowledges it when the row's
+//!   previous delivery was in doubt, and rejects it otherwise;
 //! - delete (mirror syncs): `/batch/read` with `idProperty` to find the record IDs, then
 //!   `/batch/archive` with those IDs (two requests; contacts HubSpot does not know are already
 //!   gone and count as deleted). With `hs_object_id` as identifier, one archive request.
