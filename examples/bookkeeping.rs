@@ -17,6 +17,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn measure(name: &str, store: &dyn Store, batches: usize, rows: usize) {
     let reason = TriggerReason { ui_tag: "Bench".into(), ui_detail: "bookkeeping".into() };
     let run = store.create_run(1, "bench", false, &reason).await.unwrap();
+    // The store writes only for the executor that holds the run.
+    let executor = "bench:0:0";
+    assert!(matches!(store.claim_run(run, executor, Duration::from_secs(3600)).await.unwrap(), store::Claim::Claimed(_)));
     let mut counts = RunCounts::default();
     let mut times = Vec::with_capacity(batches);
     for b in 0..batches {
@@ -31,7 +34,7 @@ async fn measure(name: &str, store: &dyn Store, batches: usize, rows: usize) {
             .collect();
         counts.succeeded.adds += rows as i64;
         let t = Instant::now();
-        store.commit_batch(run, 1, &changes, &[], &counts).await.unwrap();
+        store.commit_batch(run, executor, 1, &changes, &[], &counts).await.unwrap();
         times.push(t.elapsed());
     }
     times.sort();

@@ -332,3 +332,156 @@ async fn plan_touches_neither_destination_nor_state() {
     assert_eq!((r.counts.planned.changes, r.counts.planned.removes), (1, 4), "the plan changed no state");
     emu.stop().await;
 }
+
+/// A create whose answer was lost after the destination applied it: the next run finds the
+/// rows in doubt, the destination answers "already exists", and that is their acknowledgement
+/// (before, it was a rejection every run, forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_rows_whose_answer_was_lost_are_acknowledged_by_already_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 30).await;
+    let emu = emulator().await;
+    let engine = open_with(dir.path(), &project(&emu.url, &sync(1, "create", "table: contacts", "")), None).await;
+    // Every request is applied, then answered 503: the run fails with its batches in doubt.
+    emu.set_faults(Faults { fail_rate: 1.0, apply_then_fail: true, ..Faults::default() });
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:?}");
+    let applied = emu.stats().stored;
+    assert!(applied > 0, "the destination applied the first batch");
+    emu.set_faults(Faults::default());
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!((r.counts.records_updated, r.counts.records_failed), (Some(30), Some(0)));
+    assert!(engine.run_records(r.id, 100).await.unwrap().is_empty());
+    assert_eq!(emu.stats().stored, 30);
+    let mut sent = emails(&emu.records());
+    sent.sort();
+    sent.dedup();
+    assert_eq!(sent.len(), 30, "each row created once");
+    assert_eq!(emu.records().len(), 30, "each row created once");
+    // Acknowledged: nothing is sent again.
+    let r = run(&engine, 1, false).await;
+    assert_eq!((r.counts.records_processed, r.counts.records_failed), (Some(0), Some(0)));
+    emu.stop().await;
+}
+
+/// A create that finds a record it never sent (not in doubt) is still a rejection, with the
+/// destination's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_of_a_record_created_elsewhere_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 10).await;
+    let emu = emulator().await;
+    let syncs = sync(1, "upsert", "query: SELECT * FROM contacts WHERE id <= 3", "") + &sync(2, "create", "table: contacts", "");
+    let engine = open_with(dir.path(), &project(&emu.url, &syncs), None).await;
+    assert_eq!(run(&engine, 1, false).await.counts.records_updated, Some(3));
+    let r = run(&engine, 2, false).await;
+    assert_eq!((r.counts.records_updated, r.counts.records_failed), (Some(7), Some(3)));
+    let rejected = engine.run_records(r.id, 100).await.unwrap();
+    assert!(rejected.iter().all(|o| o.reason.contains("already exists")), "{rejected:?}");
+    // And again on the next run: a rejection never becomes an acknowledgement.
+    let r = run(&engine, 2, false).await;
+    assert_eq!((r.counts.records_updated, r.counts.records_failed), (Some(0), Some(3)));
+    emu.stop().await;
+}
+
+/// A row rejected on its add was never delivered: when it leaves the source, a mirror sync
+/// sends no delete for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_never_deletes_a_row_it_never_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::create(dir.path(), 30).await;
+    let emu = emulator().await;
+    emu.set_reject_rules(vec![sluicegate::emulator::webhook::RejectRule::parse("name=^User 7$").unwrap()]);
+    let engine = open_with(dir.path(), &project(&emu.url, &sync(1, "mirror", "table: contacts", "")), None).await;
+    let r = run(&engine, 1, false).await;
+    assert_eq!((r.counts.records_updated, r.counts.records_failed), (Some(29), Some(1)));
+    wh.exec("DELETE FROM contacts WHERE id = 7").await;
+    emu.reset();
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!((r.counts.planned.removes, r.counts.records_processed), (0, Some(0)));
+    assert_eq!(emu.stats().requests, 0, "no delete for a record never created");
+    emu.stop().await;
+}
+
+/// An executor whose run was taken over (failed as lost by another executor) writes nothing
+/// more: the answers it still receives are not recorded, so the next run sends those rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_that_lost_its_lease_writes_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 30).await;
+    let emu = emulator().await;
+    // Every answer is held 1 s: the run's batches are in flight when it is taken over.
+    emu.set_faults(Faults { stall_every: Some(1), stall_seconds: 1.0, ..Faults::default() });
+    let text = project(&emu.url, &sync(1, "upsert", "table: contacts", ""));
+    // A 10-minute lease: the heartbeat does not notice the takeover during this test.
+    let engine = std::sync::Arc::new(open_with(dir.path(), &text, Some(Duration::from_secs(600))).await);
+    let store = engine.store().clone();
+    let id = engine.trigger(&SyncRef::Id(1), false, &reason()).await.unwrap();
+    let task = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.run(id, &no_progress).await })
+    };
+    while emu.stats().requests < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another executor finds this one gone and fails its run.
+    assert_eq!(store.reap_lost_runs(&|_| Some(false)).await.unwrap(), 1);
+    let taken = store.get_run(id).await.unwrap();
+    assert_eq!(taken.status, RunStatus::Failed);
+    let r = tokio::time::timeout(Duration::from_secs(60), task).await.unwrap().unwrap().unwrap();
+    assert_eq!((r.status, r.error_code.as_deref()), (RunStatus::Failed, Some("EXECUTOR_LOST")), "{r:?}");
+    assert_eq!((r.counts.clone(), r.error_message.clone()), (taken.counts, taken.error_message), "the stale executor wrote nothing");
+    let e = store.commit_batch(id, "stale:1:1", 1, &[], &[], &sluicegate::store::RunCounts::default()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RunState);
+    assert!(e.to_string().contains(&format!("this executor lost its lease on run {id}; another executor took over; nothing more is written")), "{e}");
+    // Nothing it heard back was recorded: the next run sends every row.
+    emu.set_faults(Faults::default());
+    let r = run(&engine, 1, false).await;
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error_message);
+    assert_eq!((r.counts.planned.total(), r.counts.records_updated), (30, Some(30)));
+    emu.stop().await;
+}
+
+/// A run executed where it is triggered (`sluicegate run`) is created already claimed: there is
+/// no moment at which a kill leaves it queued with no one to execute it. While another run of
+/// the sync works, it waits without creating a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_executed_where_triggered_are_never_left_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 30).await;
+    let emu = emulator().await;
+    let text = project(&emu.url, &(sync(1, "upsert", "table: contacts", "") + &sync(2, "create", "table: contacts", "")));
+    let engine = std::sync::Arc::new(open_with(dir.path(), &text, None).await);
+    let store = engine.store().clone();
+    // Another executor (another host) holds the sync.
+    let held = engine.trigger(&SyncRef::Id(1), false, &reason()).await.unwrap();
+    assert!(matches!(store.claim_run(held, "elsewhere:42:7", Duration::from_secs(3600)).await.unwrap(), Claim::Claimed(_)));
+    let task = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.trigger_and_run(&SyncRef::Id(1), false, &reason(), &no_progress).await })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!task.is_finished(), "waits for the working run");
+    let runs = store.list_runs(Some(1), 10).await.unwrap();
+    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [held], "no run is created while waiting");
+    let end = sluicegate::store::RunEnd {
+        status: RunStatus::Completed,
+        canceled: false,
+        error_code: None,
+        error_message: None,
+        error_detail: None,
+        counts: Default::default(),
+    };
+    store.finish_run(held, &end).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(60), task).await.unwrap().unwrap().unwrap();
+    assert_eq!((r.status, r.counts.records_updated), (RunStatus::Completed, Some(30)), "{:?}", r.error_message);
+    assert!(r.started_at.is_some() && r.id != held);
+    assert!(store.list_runs(Some(1), 10).await.unwrap().iter().all(|r| r.status != RunStatus::Queued));
+    // The same refusal as a trigger's.
+    let e = engine.trigger_and_run(&SyncRef::Id(2), true, &reason(), &no_progress).await.unwrap_err();
+    assert!(e.to_string().contains("it sends each row once, so it has no full sync"), "{e}");
+    assert!(store.list_runs(Some(2), 10).await.unwrap().is_empty());
+    emu.stop().await;
+}

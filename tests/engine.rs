@@ -317,3 +317,88 @@ async fn a_batch_applied_but_not_acknowledged_is_repaired_even_if_the_source_rev
     assert_eq!(run(&engine, 1, false).await.counts.records_processed, Some(0));
     emu.stop().await;
 }
+
+/// Toggling `sync_nulls` changes the payload only of rows with a null in that field: only they
+/// are sent again. `source_url` holds table `people` (email, name, nickname); rows 1 to 3 have
+/// no nickname.
+async fn sync_nulls_toggle_resends_only_rows_with_nulls(dir: &std::path::Path, source_url: &str) {
+    let emu = emulator().await;
+    let project = |name_nulls: bool, nick_nulls: bool| {
+        format!(
+            "sources:\n  w:\n    url: \"{source_url}\"\ndestinations:\n  hook:\n    type: webhook\n    url: {}/people\n    batch_size: 50\n\
+             syncs:\n  - id: 1\n    name: people\n    source: {{connection: w, table: people}}\n    destination: {{connection: hook}}\n    \
+             primary_identifier: {{from: email, to: email}}\n    mappings:\n      - {{from: name, to: name, sync_nulls: {name_nulls}}}\n      \
+             - {{from: nickname, to: nickname, sync_nulls: {nick_nulls}}}\n    behavior: upsert\n",
+            emu.url
+        )
+    };
+    let state = common::state_for(dir).await;
+    let open = |text: String| {
+        let p = write_project(dir, &text);
+        let state = state.clone();
+        async move { sluicegate::engine::Engine::open(&p, sluicegate::engine::EngineOptions { state, ..Default::default() }).await.unwrap() }
+    };
+    let r = run(&open(project(true, true)).await, 1, false).await;
+    assert_eq!((r.status, r.counts.records_updated), (RunStatus::Completed, Some(20)), "{:?}", r.error_message);
+    let r = run(&open(project(true, true)).await, 1, false).await;
+    assert_eq!(r.counts.records_processed, Some(0), "nothing changed: {:?}", r.counts);
+    // `name` has no null: its payloads are the same either way.
+    emu.reset();
+    let r = run(&open(project(false, true)).await, 1, false).await;
+    assert_eq!((r.status, r.counts.records_processed), (RunStatus::Completed, Some(0)), "{:?} {:?}", r.error_message, r.counts);
+    assert_eq!(emu.stats().requests, 0);
+    // `nickname` is null in rows 1 to 3: their payloads leave it out now, and only they are sent.
+    let r = run(&open(project(false, false)).await, 1, false).await;
+    assert_eq!((r.status, r.counts.planned.changes, r.counts.records_updated), (RunStatus::Completed, 3, Some(3)), "{:?}", r.error_message);
+    let mut sent = emails(&emu.records());
+    sent.sort();
+    assert_eq!(sent, ["p1@example.com", "p2@example.com", "p3@example.com"]);
+    assert!(emu.records().iter().all(|r| r.get("nickname").is_none()));
+    // And back: the same three again, nothing else.
+    emu.reset();
+    let r = run(&open(project(true, true)).await, 1, false).await;
+    assert_eq!((r.counts.planned.changes, r.counts.records_updated), (3, Some(3)));
+    emu.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_nulls_toggle_resends_only_rows_with_nulls_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::create(dir.path(), 1).await;
+    wh.exec("CREATE TABLE people (email TEXT PRIMARY KEY, name TEXT, nickname TEXT)").await;
+    wh.exec(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20) \
+         INSERT INTO people SELECT 'p' || i || '@example.com', 'Person ' || i, CASE WHEN i > 3 THEN 'n' || i END FROM n",
+    )
+    .await;
+    sync_nulls_toggle_resends_only_rows_with_nulls(dir.path(), "sqlite://warehouse.db").await;
+}
+
+/// The same with a Postgres source, whose rows are fingerprinted from their binary form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_nulls_toggle_resends_only_rows_with_nulls_postgres() {
+    let Ok(admin) = std::env::var("SLUICEGATE_TEST_PG_URL") else {
+        assert!(
+            std::env::var("SLUICEGATE_REQUIRE_ALL").map_or(true, |v| v.is_empty() || v == "0"),
+            "SLUICEGATE_TEST_PG_URL is not set and SLUICEGATE_REQUIRE_ALL=1"
+        );
+        eprintln!("SKIPPED: SLUICEGATE_TEST_PG_URL is not set; source scripts/services.sh and run `services_start pg DIR`");
+        return;
+    };
+    let name = format!("sg_nulls_{}_{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000);
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
+    pool.close().await;
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let pg = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE people (email text PRIMARY KEY, name text, nickname text);
+         INSERT INTO people SELECT 'p' || i || '@example.com', 'Person ' || i, CASE WHEN i > 3 THEN 'n' || i END FROM generate_series(1, 20) i;",
+    )
+    .execute(&pg)
+    .await
+    .unwrap();
+    pg.close().await;
+    let dir = tempfile::tempdir().unwrap();
+    sync_nulls_toggle_resends_only_rows_with_nulls(dir.path(), &url).await;
+}

@@ -45,6 +45,10 @@ class Engine:
     def trigger(
         self, sync: int | str, full_sync: bool = False, reason: str | None = None
     ) -> int: ...
+    # Trigger and run in one step: the run is created already claimed by this process.
+    def sync(
+        self, sync: int | str, full_sync: bool = False, reason: str | None = None
+    ) -> dict[str, Any]: ...
     # With yield_when_throttled (seconds), a throttled run may come back "queued" with
     # "resume_after" (seconds from now) added.
     def run(self, run_id: int, yield_when_throttled: float | None = None) -> dict[str, Any]: ...

@@ -105,8 +105,13 @@ class Engine:
         return self.run(run_id, yield_when_throttled=yield_when_throttled)
 
     def sync(self, sync: int | str, *, full_sync: bool = False, reason: str | None = None) -> Run:
-        """Trigger a run of ``sync`` and execute it now (``trigger`` then ``run``)."""
-        return self.run(self.trigger(sync, full_sync=full_sync, reason=reason))
+        """Trigger a run of ``sync`` and execute it now; return the finished run.
+
+        The run is created already claimed by this process, in one store transaction, so a
+        process killed at any moment leaves no queued run behind. While another run of the
+        sync is working, this waits for it to end first. Arguments as for :meth:`trigger`.
+        """
+        return cast("Run", self._core.sync(sync, full_sync, reason))
 
     def get_run(self, run_id: int) -> Run:
         """Return the current record of a run.

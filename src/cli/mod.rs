@@ -392,7 +392,6 @@ async fn validate(cli: &Cli, offline: bool, check_destinations: bool) -> Result<
 
 /// Trigger and run a sync in this process, with a progress line on a terminal.
 pub async fn run_sync(engine: &Engine, sync: &SyncRef, full_sync: bool, reason: TriggerReason) -> Result<RunRecord> {
-    let run_id = engine.trigger(sync, full_sync, &reason).await?;
     let tty = std::io::stderr().is_terminal();
     let last = Mutex::new(Instant::now() - Duration::from_secs(1));
     let progress = move |p: &Progress| {
@@ -414,7 +413,8 @@ pub async fn run_sync(engine: &Engine, sync: &SyncRef, full_sync: bool, reason: 
             c.records_failed.unwrap_or(0)
         );
     };
-    let run = engine.run(run_id, &progress).await?;
+    // Created already claimed: a kill at any point leaves no run queued forever.
+    let run = engine.trigger_and_run(sync, full_sync, &reason, &progress).await?;
     if tty {
         eprint!("\r\x1b[2K");
     }

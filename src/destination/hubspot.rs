@@ -6,7 +6,10 @@
 //!   property with unique values);
 //! - update: `/crm/v3/objects/contacts/batch/update`, by the identifier property, or by record
 //!   ID when the identifier is `hs_object_id`;
-//! - create: `/crm/v3/objects/contacts/batch/create`;
+//! - create: `/crm/v3/objects/contacts/batch/create`; a contact HubSpot already holds
+//!   (`CONFLICT` "Contact already exists", per record in a 207 or a 409 for one contact) is
+//!   answered "already exists" ([`Outcome::Exists`]): the engine acknowledges it when the row's
+//!   previous delivery was in doubt, and rejects it otherwise;
 //! - delete (mirror syncs): `/batch/read` with `idProperty` to find the record IDs, then
 //!   `/batch/archive` with those IDs (two requests; contacts HubSpot does not know are already
 //!   gone and count as deleted). With `hs_object_id` as identifier, one archive request.
@@ -289,6 +292,11 @@ impl Hubspot {
         let a = self.request(reqwest::Method::POST, &format!("{CONTACTS}{path}"), Some(&body)).await?;
         let got = match a.status {
             200 | 201 | 207 => self.ident.parse_batch(&a.body, records, &idx),
+            // One contact's create refused as existing: "already exists", which the engine
+            // acknowledges when its previous delivery was in doubt (it created the contact).
+            409 if op == Operation::Create && idx.len() == 1 && is_exists(&serde_json::from_slice(&a.body).unwrap_or(Value::Null)) => {
+                vec![Outcome::Exists(describe_error(&serde_json::from_slice(&a.body).unwrap_or(Value::Null)))]
+            }
             400 | 409 => match self.ident.attribute_refusal(&a.body, records, &idx) {
                 Some(o) => o,
                 None => return Err(self.failure(&a, WRITE_SCOPE)),
@@ -296,7 +304,11 @@ impl Hubspot {
             _ => return Err(self.failure(&a, WRITE_SCOPE)),
         };
         for (&i, o) in idx.iter().zip(got) {
-            outcomes[i] = Some(o);
+            // "Already exists" means something only to a create.
+            outcomes[i] = Some(match o {
+                Outcome::Exists(reason) if op != Operation::Create => Outcome::Rejected(reason),
+                o => o,
+            });
         }
         Ok(Reply { outcomes: outcomes.into_iter().map(|o| o.expect("every record has an outcome")).collect(), rate: a.rate })
     }
@@ -406,6 +418,7 @@ impl Ident {
         let by_trace: HashMap<String, usize> = idx.iter().enumerate().map(|(pos, i)| (i.to_string(), pos)).collect();
         let by_key: HashMap<String, usize> = idx.iter().enumerate().map(|(pos, &i)| (self.match_key(records[i].identifier), pos)).collect();
         let mut errors: Vec<Option<String>> = vec![None; n];
+        let mut exists = vec![false; n];
         let mut done = vec![false; n];
         let mut unattributed = Vec::new();
         for e in v.get("errors").and_then(Value::as_array).into_iter().flatten() {
@@ -415,6 +428,7 @@ impl Ident {
             for t in context_list(ctx, "objectWriteTraceId") {
                 if let Some(&pos) = by_trace.get(t) {
                     errors[pos] = Some(reason.clone());
+                    exists[pos] = is_exists(e);
                     hit = true;
                 }
             }
@@ -426,6 +440,7 @@ impl Ident {
                         reason.clone()
                     };
                     errors[pos] = Some(what);
+                    exists[pos] = is_exists(e);
                     hit = true;
                 }
             }
@@ -451,6 +466,7 @@ impl Ident {
         }
         (0..n)
             .map(|pos| match (&errors[pos], done[pos]) {
+                (Some(reason), _) if exists[pos] => Outcome::Exists(reason.clone()),
                 (Some(reason), _) => Outcome::Rejected(reason.clone()),
                 (None, true) => Outcome::Accepted,
                 (None, false) if !unattributed.is_empty() => Outcome::Rejected(format!(
@@ -561,6 +577,13 @@ fn context_list<'a>(ctx: Option<&'a Value>, key: &str) -> impl Iterator<Item = &
 
 /// One of a 207's errors as a reason: category, HubSpot's message (with the property details
 /// it embeds unpacked).
+/// Whether a HubSpot error says the contact exists already (a create's `CONFLICT`,
+/// "Contact already exists. Existing ID: N").
+fn is_exists(e: &Value) -> bool {
+    e.get("category").and_then(Value::as_str) == Some("CONFLICT")
+        && e.get("message").and_then(Value::as_str).is_some_and(|m| m.contains("already exists"))
+}
+
 fn describe_error(e: &Value) -> String {
     let category = e.get("category").and_then(Value::as_str).unwrap_or("error");
     let message = e.get("message").and_then(Value::as_str).unwrap_or("(no message)");
@@ -787,6 +810,18 @@ mod tests {
         assert!(by_email().attribute_refusal(body.to_string().as_bytes(), &records, &[0, 1, 2]).is_none());
         let body = json!({"status": "error", "category": "VALIDATION_ERROR", "message": "Duplicate IDs found in batch input: [a@x.io]. IDs must be unique", "context": {"ids": ["a@x.io"]}});
         assert!(by_email().attribute_refusal(body.to_string().as_bytes(), &records, &[0, 1, 2]).is_none());
+    }
+
+    #[test]
+    fn conflicts_on_create_are_already_exists() {
+        let r = recs(&[json!({"email": "a@x.io"}), json!({"email": "b@x.io"})]);
+        let records = out(&r);
+        let body = json!({"status": "COMPLETE", "results": [{"id": "2", "objectWriteTraceId": "1", "properties": {}}],
+            "errors": [{"status": "error", "category": "CONFLICT", "message": "Contact already exists. Existing ID: 10", "context": {"objectWriteTraceId": ["0"]}}]});
+        let o = by_email().parse_batch(body.to_string().as_bytes(), &records, &[0, 1]);
+        assert!(matches!(&o[0], Outcome::Exists(m) if m.contains("CONFLICT: Contact already exists. Existing ID: 10")), "{o:?}");
+        assert_eq!(o[1], Outcome::Accepted);
+        assert!(!is_exists(&json!({"category": "VALIDATION_ERROR", "message": "Contact already exists"})));
     }
 
     #[test]

@@ -62,6 +62,10 @@ pub enum Outcome {
     /// Not applied this time for a passing reason (a lock, a per-record throttle): the delivery
     /// layer sends it again, and rejects it with this reason once attempts run out.
     Retry(String),
+    /// A create was refused because the destination already holds a record with this
+    /// identifier; the reason is the destination's. The engine acknowledges it when the row's
+    /// earlier delivery was in doubt (that delivery created it), and rejects it otherwise.
+    Exists(String),
 }
 
 /// What a destination said about its rate limit in an answer (any field it did not say is
@@ -295,7 +299,7 @@ impl Destination for Scrubbed {
         match self.inner.send(op, records).await {
             Ok(mut reply) => {
                 for o in &mut reply.outcomes {
-                    if let Outcome::Rejected(reason) | Outcome::Retry(reason) = o {
+                    if let Outcome::Rejected(reason) | Outcome::Retry(reason) | Outcome::Exists(reason) = o {
                         self.scrub(reason);
                     }
                 }
@@ -476,7 +480,7 @@ syncs:
                 .outcomes
                 .into_iter()
                 .map(|o| match o {
-                    Outcome::Rejected(s) | Outcome::Retry(s) => s,
+                    Outcome::Rejected(s) | Outcome::Retry(s) | Outcome::Exists(s) => s,
                     Outcome::Accepted => String::new(),
                 })
                 .collect(),

@@ -24,8 +24,9 @@
 //!   constraint or primary key on the identifier column; other columns are left alone).
 //! - update: `UPDATE … FROM UNNEST(…) … RETURNING`: identifiers with no row are rejected
 //!   ("no row with this identifier").
-//! - create: `INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`: existing identifiers are
-//!   rejected.
+//! - create: `INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`: an existing identifier is
+//!   answered "already exists" ([`Outcome::Exists`]): acknowledged when the row's previous
+//!   delivery was in doubt (it created the row), rejected otherwise.
 //! - delete (mirror): `DELETE … WHERE id IN (…)`; an identifier with no row is already gone.
 //! - append: `INSERT`, with `ON CONFLICT (col) DO NOTHING` when the unique key's column is
 //!   mapped and unique-constrained (a resent event is then not stored twice).
@@ -471,11 +472,11 @@ impl PgDestination {
                 }
                 for (pos, &i) in members.iter().enumerate() {
                     if !applied[pos] {
-                        outcomes[i] = Outcome::Rejected(if op == Operation::Create {
-                            format!("a row with {} {:?} already exists in table {}; a create-only sync does not change it", self.id_col, records[i].identifier, meta.table_name)
+                        outcomes[i] = if op == Operation::Create {
+                            Outcome::Exists(format!("a row with {} {:?} already exists in table {}; a create-only sync does not change it", self.id_col, records[i].identifier, meta.table_name))
                         } else {
-                            format!("no row with {} {:?} in table {}; an update-only sync does not create it", self.id_col, records[i].identifier, meta.table_name)
-                        });
+                            Outcome::Rejected(format!("no row with {} {:?} in table {}; an update-only sync does not create it", self.id_col, records[i].identifier, meta.table_name))
+                        };
                     }
                 }
             } else {

@@ -9,7 +9,10 @@
 //! Answers:
 //! - 2xx with a body `{"results": [{"index": 0, "status": "accepted"}, {"index": 1, "status":
 //!   "rejected", "reason": "…"}]}`: one outcome per record; a record with no result is counted
-//!   as rejected (never acknowledged without a word from the endpoint).
+//!   as rejected (never acknowledged without a word from the endpoint). A `create` refused
+//!   because the record is there already should answer `"status": "exists"` (or
+//!   `"already_exists"`): when this row's previous delivery was in doubt (a lost answer), that
+//!   delivery created it and the row is acknowledged; otherwise it is rejected with the reason.
 //! - 2xx with any other body: every record accepted.
 //! - 408, 429, 5xx (except 501), timeouts and connection errors: retried (honouring
 //!   `Retry-After` in seconds).
@@ -78,15 +81,18 @@ fn parse_results(body: &[u8], n: usize) -> Option<Vec<Outcome>> {
             continue;
         }
         let status = r.get("status").and_then(Value::as_str).unwrap_or("");
+        let reason = || {
+            r.get("reason")
+                .or_else(|| r.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("rejected by the endpoint (status {status:?})"))
+        };
         out[index] = Some(match status {
             "accepted" | "ok" | "success" => Outcome::Accepted,
-            _ => Outcome::Rejected(
-                r.get("reason")
-                    .or_else(|| r.get("message"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("rejected by the endpoint (status {status:?})")),
-            ),
+            // A create whose identifier the endpoint holds already.
+            "exists" | "already_exists" => Outcome::Exists(reason()),
+            _ => Outcome::Rejected(reason()),
         });
     }
     Some(
@@ -172,6 +178,8 @@ mod tests {
         assert_eq!(out[1], Outcome::Rejected("bad email".into()));
         assert!(matches!(&out[2], Outcome::Rejected(r) if r.contains("no result")));
         assert!(parse_results(b"OK", 2).is_none());
+        let body = br#"{"results":[{"index":0,"status":"exists","reason":"a record with email \"a@x.io\" already exists"}]}"#;
+        assert!(matches!(&parse_results(body, 1).unwrap()[0], Outcome::Exists(r) if r.contains("already exists")));
         assert!(parse_results(br#"{"received": 2}"#, 2).is_none());
     }
 }

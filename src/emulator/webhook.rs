@@ -6,7 +6,8 @@
 //!   in arrival order.
 //! - When the request names its key field (`X-Sluicegate-Key: email`), the emulator also keeps
 //!   the current record per key and applies `X-Sluicegate-Operation` as a CRM would: `upsert`
-//!   creates or replaces; `update` rejects unknown keys; `create` rejects existing keys; `delete`
+//!   creates or replaces; `update` rejects unknown keys; `create` refuses existing keys (status
+//!   `exists`, which the webhook destination reads as "already exists"); `delete`
 //!   removes (unknown keys are accepted: already gone); `append` only logs. An upsert or create
 //!   whose record equals the stored one is counted in `duplicates`.
 //! - Fault injection: a share of requests (`fail_rate`, spread evenly: with 0.25 exactly every
@@ -191,9 +192,12 @@ fn header<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str>
 }
 
 /// Apply one record to the keyed store; `Err` is the rejection reason.
-fn apply(inner: &mut Inner, op: &str, key_field: &str, rec: &Value) -> std::result::Result<(), String> {
+/// Apply one record to the keyed store; on refusal, the result's status (`rejected`, or
+/// `exists` for a create whose key is taken) and its reason.
+fn apply(inner: &mut Inner, op: &str, key_field: &str, rec: &Value) -> std::result::Result<(), (&'static str, String)> {
+    let rejected = |reason: String| ("rejected", reason);
     let key = match rec.get(key_field) {
-        Some(Value::Null) | None => return Err(format!("missing key field {key_field:?}")),
+        Some(Value::Null) | None => return Err(rejected(format!("missing key field {key_field:?}"))),
         Some(v) => text_of(v),
     };
     match op {
@@ -202,14 +206,14 @@ fn apply(inner: &mut Inner, op: &str, key_field: &str, rec: &Value) -> std::resu
                 *stored = rec.clone();
                 Ok(())
             }
-            None => Err(format!("no record with {key_field} {key:?} exists; an update cannot create it")),
+            None => Err(rejected(format!("no record with {key_field} {key:?} exists; an update cannot create it"))),
         },
         "create" => {
             if let Some(stored) = inner.store.get(&key) {
                 if stored == rec {
                     inner.stats.duplicates += 1;
                 }
-                return Err(format!("a record with {key_field} {key:?} already exists"));
+                return Err(("exists", format!("a record with {key_field} {key:?} already exists")));
             }
             inner.store.insert(key, rec.clone());
             Ok(())
@@ -276,7 +280,7 @@ fn handle(s: &Shared, headers: &axum::http::HeaderMap, body: &[u8]) -> (Response
         inner.stats.records_received += 1;
         let hit = inner.reject.iter().find_map(|r| {
             let v = rec.get(&r.field)?;
-            r.pattern.is_match(&text_of(v)).then(|| format!("{} {:?} is not accepted (emulator rule /{}/)", r.field, text_of(v), r.pattern))
+            r.pattern.is_match(&text_of(v)).then(|| ("rejected", format!("{} {:?} is not accepted (emulator rule /{}/)", r.field, text_of(v), r.pattern)))
         });
         let hit = match (hit, &key_field) {
             (None, Some(_)) if inner.discard => None,
@@ -284,9 +288,9 @@ fn handle(s: &Shared, headers: &axum::http::HeaderMap, body: &[u8]) -> (Response
             (hit, _) => hit,
         };
         match hit {
-            Some(reason) => {
+            Some((status, reason)) => {
                 inner.stats.records_rejected += 1;
-                results.push(json!({"index": i, "status": "rejected", "reason": reason}));
+                results.push(json!({"index": i, "status": status, "reason": reason}));
             }
             None => {
                 inner.stats.records_accepted += 1;

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use super::{step, Kind, Planned, Progress, ProgressFn, RunControl};
 use crate::deliver::Deliverer;
 use crate::destination::{Operation, OutRecord, Outcome};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::store::{self, RecordKind, RunCounts, RunRecordOutcome, StateChange, StateEntry, Store};
 
 type Sent = (Operation, Vec<Planned>, Result<Vec<Outcome>>);
@@ -25,6 +25,8 @@ type Sent = (Operation, Vec<Planned>, Result<Vec<Outcome>>);
 pub(super) struct Delivery<'a> {
     pub(super) store: &'a dyn Store,
     pub(super) run_id: i64,
+    /// Who executes the run: the store writes only while the run is still this executor's.
+    pub(super) executor: &'a str,
     pub(super) sync_id: i64,
     pub(super) deliverer: Arc<Deliverer>,
     pub(super) operation: Operation,
@@ -44,6 +46,7 @@ impl<'a> Delivery<'a> {
     pub(super) fn new(
         store: &'a dyn Store,
         run_id: i64,
+        executor: &'a str,
         sync_id: i64,
         deliverer: Arc<Deliverer>,
         operation: Operation,
@@ -54,6 +57,7 @@ impl<'a> Delivery<'a> {
         Delivery {
             store,
             run_id,
+            executor,
             sync_id,
             deliverer,
             operation,
@@ -164,7 +168,16 @@ impl<'a> Delivery<'a> {
     }
 
     pub(super) async fn commit(&mut self, changes: &[StateChange], outcomes: Vec<RunRecordOutcome>) -> Result<()> {
-        let cancel = self.store.commit_batch(self.run_id, self.sync_id, changes, &outcomes, self.counts).await?;
+        let cancel = match self.store.commit_batch(self.run_id, self.executor, self.sync_id, changes, &outcomes, self.counts).await {
+            Ok(c) => c,
+            Err(e) => {
+                if e.kind() == ErrorKind::RunState {
+                    // Another executor took the run over: stop here, and leave its record alone.
+                    self.ctl.lost.store(true, Ordering::Relaxed);
+                }
+                return Err(e);
+            }
+        };
         if cancel {
             self.ctl.cancel.store(true, Ordering::Relaxed);
         }
@@ -240,16 +253,28 @@ impl<'a> Delivery<'a> {
                 Kind::Change => (&mut c.succeeded.changes, &mut c.failed.changes),
                 Kind::Remove => (&mut c.succeeded.removes, &mut c.failed.removes),
             };
-            match outcome {
-                Outcome::Accepted => {
+            let reason = match outcome {
+                Outcome::Accepted => None,
+                // The create found the record there: when this row's earlier delivery was in
+                // doubt, that delivery created it, so this is its acknowledgement.
+                Outcome::Exists(_) if row.in_doubt && row.kind == Kind::Add => None,
+                Outcome::Rejected(reason) | Outcome::Retry(reason) | Outcome::Exists(reason) => Some(reason),
+            };
+            match reason {
+                None => {
                     *ok += 1;
                     changes.push(match row.kind {
                         Kind::Remove => StateChange::Remove(row.key),
                         _ => StateChange::Put(StateEntry { key: row.key, identifier: row.identifier, fingerprint: row.fingerprint }),
                     });
                 }
-                Outcome::Rejected(reason) | Outcome::Retry(reason) => {
+                Some(reason) => {
                     *failed += 1;
+                    // A refused add was never delivered: forget its in-doubt mark, so that a
+                    // mirror sync never deletes a record it did not create.
+                    if row.kind == Kind::Add {
+                        changes.push(StateChange::Remove(row.key));
+                    }
                     rejected.push(RunRecordOutcome {
                         identifier: Some(row.identifier),
                         kind: RecordKind::Rejected,

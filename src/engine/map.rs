@@ -120,19 +120,31 @@ impl Mapper {
 
     /// The fingerprint of a row read as a binary tuple (see [`crate::source::RawRows`]),
     /// computed from the bytes as read, without decoding them. It covers the same things as
-    /// [`Mapper::fingerprint`] (each field's name, origin, type conversion and null handling,
-    /// and its value) but hashes the source's binary form of each value: equal tuples map to
-    /// equal payloads, so a row whose fingerprint matches the state is unchanged. (Rows read
-    /// from other sources are fingerprinted from their JSON values; moving a sync to another
-    /// kind of source resends its rows once.)
+    /// [`Mapper::fingerprint`] (each field's name, origin, type conversion and value) but hashes
+    /// the source's binary form of each value: equal tuples map to equal payloads, so a row
+    /// whose fingerprint matches the state is unchanged. Like [`Mapper::fingerprint`], it
+    /// depends on `sync_nulls` only through the payload: a null left out is not hashed at all,
+    /// a null sent is, and a value that is not null is hashed the same whatever `sync_nulls`
+    /// says (so toggling it resends only rows with nulls). (Rows read from other sources are
+    /// fingerprinted from their JSON values; moving a sync to another kind of source resends
+    /// its rows once.)
     pub fn fingerprint_raw(&self, codec: &RawCodec, tuple: &[u8], offsets: &[(usize, i32)], buf: &mut Vec<u8>) -> Fingerprint {
         buf.clear();
         buf.extend_from_slice(b"raw1");
         for f in &self.fields {
+            let null = match &f.from {
+                From::Constant(v) => v.is_null(),
+                From::Column(i) => offsets[*i].1 < 0,
+            };
+            if null && !f.sync_nulls {
+                continue; // left out of the payload
+            }
             buf.extend_from_slice(&(f.to.len() as u64).to_le_bytes());
             buf.extend_from_slice(f.to.as_bytes());
             buf.push(f.field_type.map_or(0, |t| t as u8 + 1));
-            buf.push(u8::from(f.sync_nulls));
+            // Formerly `sync_nulls` itself; a constant 1 keeps the fingerprints of syncs that
+            // send nulls (the default) as they were.
+            buf.push(1);
             match &f.from {
                 From::Constant(v) => {
                     buf.push(0xFE);

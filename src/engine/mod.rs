@@ -1,9 +1,10 @@
 //! Runs one sync end to end. The source is read ordered by the state key and merged, row by
 //! row, with the acknowledged state (also key-ordered), so memory stays bounded whatever the
 //! table size. New and changed rows (and, for mirror syncs, rows that left the source) are
-//! delivered in batches; after each batch the state of exactly the rows the destination
-//! accepted is committed (the one invariant: state advances only on acknowledgement). Rejected
-//! and invalid rows are recorded with their reason.
+//! delivered in batches; each batch's rows are marked in doubt in the state before it is sent,
+//! and after its answer the state of exactly the rows the destination accepted is committed
+//! (the one invariant: state advances only on acknowledgement). Rejected and invalid rows are
+//! recorded with their reason.
 //!
 //! A run is claimed under a lease that a heartbeat renews; a run whose executor is gone is
 //! failed as "executor lost" by whoever looks next. Exactly one run per sync works at a time:
@@ -56,7 +57,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 const INVALID_FLUSH: usize = 1000;
 
 /// How to open an engine.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct EngineOptions {
     /// State store URL; else the project's `state`, else `sluicegate_state.db` beside the project.
     pub state: Option<String>,
@@ -64,6 +65,19 @@ pub struct EngineOptions {
     pub env: HashMap<String, String>,
     /// Lease of a working run; else `SLUICEGATE_LEASE` (e.g. `30s`), else 60 s.
     pub lease: Option<Duration>,
+}
+
+/// Never shows a secret: the state URL without its user, password and query, and the names
+/// of the `env` values only.
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: std::collections::BTreeMap<&str, &str> = self.env.keys().map(|k| (k.as_str(), "<redacted>")).collect();
+        f.debug_struct("EngineOptions")
+            .field("state", &self.state.as_deref().map(crate::config::redact_url))
+            .field("env", &env)
+            .field("lease", &self.lease)
+            .finish()
+    }
 }
 
 /// Progress of a working run, reported after each step and batch.
@@ -241,8 +255,9 @@ impl Engine {
         crate::config::redact_url(&self.state_url)
     }
 
-    /// Queue a run of a sync; returns the run id.
-    pub async fn trigger(&self, sync: &SyncRef, full_sync: bool, reason: &TriggerReason) -> Result<i64> {
+    /// The sync a trigger names, if it may run (`full_sync` is refused for syncs that send each
+    /// row once).
+    fn triggerable(&self, sync: &SyncRef, full_sync: bool) -> Result<&SyncConfig> {
         let s = self.project.sync(sync)?;
         if full_sync && matches!(s.behavior, Behavior::Append | Behavior::Create) {
             return Err(Error::config(format!(
@@ -252,7 +267,36 @@ impl Engine {
                 s.behavior.as_str()
             )));
         }
+        Ok(s)
+    }
+
+    /// Queue a run of a sync; returns the run id.
+    pub async fn trigger(&self, sync: &SyncRef, full_sync: bool, reason: &TriggerReason) -> Result<i64> {
+        let s = self.triggerable(sync, full_sync)?;
         self.store.create_run(s.id, &s.name, full_sync, reason).await
+    }
+
+    /// Trigger a run and execute it in this process (`sluicegate run`). The run is created
+    /// already claimed, in one store transaction: a process killed at any point leaves no
+    /// queued run behind that no one would execute. While another run of the sync works, this
+    /// waits (no run is created until it can start).
+    pub async fn trigger_and_run(&self, sync: &SyncRef, full_sync: bool, reason: &TriggerReason, progress: ProgressFn<'_>) -> Result<RunRecord> {
+        let s = self.triggerable(sync, full_sync)?;
+        let mut reported = false;
+        let run = loop {
+            self.reap().await?;
+            if let Some(run) = self.store.create_claimed_run(s.id, &s.name, full_sync, reason, &self.executor, self.lease).await? {
+                break run;
+            }
+            if !reported {
+                reported = true;
+                tracing::info!(sync_id = s.id, "waiting for the working run of this sync to end");
+            }
+            tokio::time::sleep(CLAIM_POLL).await;
+        };
+        match self.run_claimed(run, progress, None, None).await? {
+            worker::Served::Finished(r) | worker::Served::Released(r) => Ok(r),
+        }
     }
 
     async fn reap(&self) -> Result<u64> {
@@ -420,6 +464,7 @@ impl Engine {
         let mut out = Output::Deliver(Delivery::new(
             self.store.as_ref(),
             run.id,
+            &self.executor,
             sync.id,
             deliverer.clone(),
             main_operation(sync.behavior),
@@ -575,6 +620,9 @@ struct Planned {
     record: Map<String, Value>,
     fingerprint: store::Fingerprint,
     kind: Kind,
+    /// The state held this row as in doubt when it was planned: an earlier delivery was sent
+    /// and never answered, so the destination may hold it already.
+    in_doubt: bool,
 }
 
 /// The merge of key-ordered source rows with key-ordered state.
@@ -727,6 +775,7 @@ impl Merge<'_> {
             Some((fp, _)) => fp,
             None => self.mapper.fingerprint(&mapped, &mut self.buf),
         };
+        let in_doubt = matched.as_ref().is_some_and(|e| e.fingerprint == store::IN_DOUBT);
         let kind = match (self.sync.behavior, matched) {
             (_, None) => Kind::Add,
             // A row sent once is never sent again, unless that sending is in doubt.
@@ -736,7 +785,7 @@ impl Merge<'_> {
             (_, Some(_)) => Kind::Change,
         };
         let _ = self.key_order;
-        out.planned(Planned { key, identifier, record: self.mapper.record(mapped), fingerprint, kind }).await
+        out.planned(Planned { key, identifier, record: self.mapper.record(mapped), fingerprint, kind, in_doubt }).await
     }
 
     /// A state entry with no source row: mirror syncs delete it at the destination.
@@ -746,7 +795,8 @@ impl Merge<'_> {
         }
         let mut record = Map::new();
         record.insert(self.sync.primary_identifier.to.clone(), key::identifier_value(&entry.key, &entry.identifier));
-        out.planned(Planned { key: entry.key, identifier: entry.identifier, record, fingerprint: 0, kind: Kind::Remove }).await
+        let in_doubt = entry.fingerprint == store::IN_DOUBT;
+        out.planned(Planned { key: entry.key, identifier: entry.identifier, record, fingerprint: 0, kind: Kind::Remove, in_doubt }).await
     }
 }
 
@@ -829,5 +879,24 @@ impl Output<'_, '_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_options_debug_shows_no_secret() {
+        let opts = EngineOptions {
+            state: Some("postgres://sg:pw-s3cret@db.internal:5432/state?sslpassword=q-s3cret".into()),
+            env: HashMap::from([("HUBSPOT_TOKEN".to_string(), "pat-na1-s3cret".to_string())]),
+            lease: Some(Duration::from_secs(30)),
+        };
+        let text = format!("{opts:?}");
+        assert!(!text.contains("s3cret") && !text.contains("sg:"), "{text}");
+        assert!(text.contains("db.internal:5432/state") && text.contains("HUBSPOT_TOKEN") && text.contains("<redacted>") && text.contains("30s"), "{text}");
+        let text = format!("{:#?}", EngineOptions::default());
+        assert!(text.contains("state: None"), "{text}");
     }
 }

@@ -301,7 +301,11 @@ impl Engine {
         }
         let end = match result {
             Ok(()) => RunEnd { status: RunStatus::Completed, canceled: false, error_code: None, error_message: None, error_detail: None, counts },
-            Err(_) if ctl.lost.load(Ordering::Relaxed) => return Ok((Served::Finished(self.store.get_run(run_id).await?), None)),
+            Err(e) if ctl.lost.load(Ordering::Relaxed) => {
+                // The run is no longer ours: whoever took it over recorded how it ended.
+                tracing::warn!(run_id, "run stopped: {}", e.full_message());
+                return Ok((Served::Finished(self.store.get_run(run_id).await?), None));
+            }
             Err(e) if e.kind() == ErrorKind::Canceled => {
                 let msg = format!(
                     "canceled by request after {} of {} planned records were delivered; the next run sends the rest",

@@ -210,6 +210,19 @@ impl PyEngine {
         to_py(py, &value)
     }
 
+    /// Trigger a run and execute it in this process (the run is created already claimed, so a
+    /// process killed at any point leaves no queued run behind); returns the finished run.
+    #[pyo3(signature = (sync, full_sync = false, reason = None))]
+    fn sync<'py>(&self, py: Python<'py>, sync: &Bound<'_, PyAny>, full_sync: bool, reason: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+        let sync = sync_ref(sync)?;
+        let reason = TriggerReason {
+            ui_tag: "API".into(),
+            ui_detail: reason.unwrap_or_else(|| "Triggered from Python".into()),
+        };
+        let run = self.call(py, move |e| Box::pin(async move { e.trigger_and_run(&sync, full_sync, &reason, &no_progress).await }))?;
+        to_py(py, &json(&run))
+    }
+
     fn get_run<'py>(&self, py: Python<'py>, run_id: i64) -> PyResult<Bound<'py, PyAny>> {
         let run = self.call(py, move |e| Box::pin(async move { e.get_run(run_id).await }))?;
         to_py(py, &json(&run))

@@ -1,5 +1,10 @@
-//! The state store: runs, acknowledged row state (identifier → fingerprint) and the rows a
-//! run did not deliver. SQLite by default; the [`Store`] trait is the seam for other backends.
+//! The state store: runs, row state (identifier → fingerprint) and the rows a run did not
+//! deliver. SQLite by default; the [`Store`] trait is the seam for other backends.
+//!
+//! A row's fingerprint is written in two steps: before its batch is sent, as [`IN_DOUBT`]
+//! (which matches no payload, so a run that dies mid-request leaves the row to be sent again);
+//! then, once the destination acknowledged it, as its real fingerprint. A refused add loses its
+//! entry. State thus never claims a delivery the destination did not acknowledge.
 
 mod common;
 mod migrations;
@@ -159,7 +164,8 @@ pub type Fingerprint = u128;
 /// again, whatever its value is by then.
 pub const IN_DOUBT: Fingerprint = 0;
 
-/// One acknowledged row of a sync: its sort key, identifier and fingerprint.
+/// One row of a sync's state: its sort key, identifier and fingerprint (the acknowledged
+/// payload's, or [`IN_DOUBT`] while a delivery awaits its answer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateEntry {
     pub key: Vec<u8>,
@@ -167,7 +173,9 @@ pub struct StateEntry {
     pub fingerprint: Fingerprint,
 }
 
-/// A change to the acknowledged state, written only after the destination acknowledged it.
+/// A change to a sync's state: an in-doubt mark written before a batch is sent, or what the
+/// destination's answer acknowledged (a real fingerprint, a delete done, a refused add's mark
+/// removed).
 #[derive(Debug, Clone)]
 pub enum StateChange {
     Put(StateEntry),
@@ -229,6 +237,19 @@ pub type Liveness<'a> = &'a (dyn Fn(&str) -> Option<bool> + Send + Sync);
 pub trait Store: Send + Sync {
     /// Insert a queued run and return its id.
     async fn create_run(&self, sync_id: i64, sync_name: &str, full_sync: bool, reason: &TriggerReason) -> Result<i64>;
+    /// Insert a run already `working` for `executor` under a lease of `lease`, in one statement,
+    /// unless another run of the same sync is working (`None`: nothing inserted). For runs
+    /// executed by the process that triggers them: no death between creating and claiming can
+    /// leave such a run queued with no one to execute it.
+    async fn create_claimed_run(
+        &self,
+        sync_id: i64,
+        sync_name: &str,
+        full_sync: bool,
+        reason: &TriggerReason,
+        executor: &str,
+        lease: Duration,
+    ) -> Result<Option<RunRecord>>;
     /// Move a queued run to `working` for `executor`, holding a lease of `lease`, unless another
     /// run of the same sync is working.
     async fn claim_run(&self, run_id: i64, executor: &str, lease: Duration) -> Result<Claim>;
@@ -242,16 +263,20 @@ pub trait Store: Send + Sync {
     async fn request_cancel(&self, run_id: i64) -> Result<RunRecord>;
     async fn get_run(&self, run_id: i64) -> Result<RunRecord>;
     async fn list_runs(&self, sync_id: Option<i64>, limit: i64) -> Result<Vec<RunRecord>>;
-    /// Record progress of a working run.
+    /// Record progress of a working run (a run no longer working is left alone).
     async fn update_progress(&self, run_id: i64, step: &str, counts: &RunCounts) -> Result<()>;
-    /// Everything the destination acknowledged for this sync, in `key` order (byte-wise).
+    /// This sync's state, in `key` order (byte-wise): what the destination acknowledged, and
+    /// the rows whose delivery is in doubt ([`IN_DOUBT`]).
     fn state_stream(&self, sync_id: i64) -> BoxStream<'_, Result<StateEntry>>;
-    /// In one transaction: apply acknowledged state changes, record rows not delivered, and save
-    /// the run's counts. Called only after the destination answered. Returns whether the run
-    /// has been asked to cancel.
+    /// In one transaction: apply state changes (the in-doubt marks written before a batch is
+    /// sent, then what the destination's answer acknowledged), record rows not delivered, and
+    /// save the run's counts. Only while the run is `working` under `executor`: otherwise
+    /// nothing is written and the error says that this executor lost its lease. Returns whether
+    /// the run has been asked to cancel.
     async fn commit_batch(
         &self,
         run_id: i64,
+        executor: &str,
         sync_id: i64,
         changes: &[StateChange],
         outcomes: &[RunRecordOutcome],
@@ -297,6 +322,14 @@ pub trait Store: Send + Sync {
 
 /// Why a working run counts as lost, if it does: its executor's process is gone (same host), or
 /// its lease expired before `now`.
+/// The error of a write refused because the run is no longer this executor's.
+pub(crate) fn lease_lost(run_id: i64) -> Error {
+    Error::new(
+        crate::error::ErrorKind::RunState,
+        format!("this executor lost its lease on run {run_id}; another executor took over; nothing more is written"),
+    )
+}
+
 pub(crate) fn lost_reason(executor: &str, lease: Option<&str>, now: &str, alive: Liveness<'_>) -> Option<String> {
     let why = if alive(executor) == Some(false) {
         format!("executor lost: process {executor} ended without finishing the run")

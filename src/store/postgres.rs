@@ -121,6 +121,41 @@ impl Store for PgStore {
         .context(ErrorKind::Store, self.err("cannot create a run"))
     }
 
+    async fn create_claimed_run(
+        &self,
+        sync_id: i64,
+        sync_name: &str,
+        full_sync: bool,
+        reason: &TriggerReason,
+        executor: &str,
+        lease: Duration,
+    ) -> Result<Option<RunRecord>> {
+        let ts = now();
+        let done: std::result::Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
+            "INSERT INTO sync_runs (sync_id, sync_name, status, created_at, updated_at, started_at, heartbeat_at, lease_expires_at, \
+             executor, full_sync, trigger_tag, trigger_detail, current_step) \
+             SELECT $1, $2, 'working', $3, $3, $3, $3, $4, $5, $6, $7, $8, 'Checking source and destination configuration' \
+             WHERE NOT EXISTS (SELECT 1 FROM sync_runs WHERE sync_id = $1 AND status = 'working') RETURNING id",
+        )
+        .bind(sync_id)
+        .bind(sync_name)
+        .bind(&ts)
+        .bind(now_plus(lease))
+        .bind(executor)
+        .bind(i64::from(full_sync))
+        .bind(&reason.ui_tag)
+        .bind(&reason.ui_detail)
+        .fetch_optional(&self.pool)
+        .await;
+        match done {
+            Ok(Some(id)) => Ok(Some(self.get_run(id).await?)),
+            Ok(None) => Ok(None),
+            // The unique index on working runs refuses a second one: the sync is busy.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e).context(ErrorKind::Store, self.err("cannot create a run")),
+        }
+    }
+
     async fn claim_run(&self, run_id: i64, executor: &str, lease: Duration) -> Result<Claim> {
         let ts = now();
         let done = sqlx::query(
@@ -257,7 +292,7 @@ impl Store for PgStore {
         let mut qb = QueryBuilder::<sqlx::Postgres>::new("UPDATE sync_runs SET current_step = ");
         qb.push_bind(step.to_string()).push(", ");
         push_counts(&mut qb, counts);
-        qb.push(" WHERE id = ").push_bind(run_id);
+        qb.push(" WHERE id = ").push_bind(run_id).push(" AND status = 'working'");
         qb.build().execute(&self.pool).await.context(ErrorKind::Store, self.err("cannot record progress"))?;
         Ok(())
     }
@@ -277,6 +312,7 @@ impl Store for PgStore {
     async fn commit_batch(
         &self,
         run_id: i64,
+        executor: &str,
         sync_id: i64,
         changes: &[StateChange],
         outcomes: &[RunRecordOutcome],
@@ -299,12 +335,13 @@ impl Store for PgStore {
         let reasons: Vec<&str> = outcomes.iter().map(|o| o.reason.as_str()).collect();
         let payloads: Vec<Option<String>> = outcomes.iter().map(|o| o.payload.clone()).collect();
         // One statement with only the parts this batch needs: one round trip, one atomic commit
-        // of state, outcomes and counts.
-        let mut qb = QueryBuilder::<sqlx::Postgres>::new("WITH ");
-        let mut parts = 0;
+        // of state, outcomes and counts. `own` locks the run's row while it is working under
+        // this executor; every write depends on it, so a stale executor (its lease taken over)
+        // writes nothing.
+        let mut qb = QueryBuilder::<sqlx::Postgres>::new("WITH own AS (SELECT id FROM sync_runs WHERE id = ");
+        qb.push_bind(run_id).push(" AND status = 'working' AND executor = ").push_bind(executor.to_string()).push(" FOR UPDATE)");
         if !keys.is_empty() {
-            parts += 1;
-            qb.push("put AS (INSERT INTO sync_state (sync_id, sort_key, identifier, fingerprint, run_id) SELECT ")
+            qb.push(", put AS (INSERT INTO sync_state (sync_id, sort_key, identifier, fingerprint, run_id) SELECT ")
                 .push_bind(sync_id)
                 .push(", k, i, f, ")
                 .push_bind(run_id)
@@ -315,27 +352,19 @@ impl Store for PgStore {
                 .push("::TEXT[], ")
                 .push_bind(fps)
                 .push(
-                    "::BYTEA[]) AS t(k, i, f) ON CONFLICT (sync_id, sort_key) DO UPDATE SET identifier = EXCLUDED.identifier, \
+                    "::BYTEA[]) AS t(k, i, f) WHERE EXISTS (SELECT 1 FROM own) ON CONFLICT (sync_id, sort_key) DO UPDATE SET identifier = EXCLUDED.identifier, \
                      fingerprint = EXCLUDED.fingerprint, run_id = EXCLUDED.run_id)",
                 );
         }
         if !removed.is_empty() {
-            if parts > 0 {
-                qb.push(", ");
-            }
-            parts += 1;
-            qb.push("del AS (DELETE FROM sync_state WHERE sync_id = ")
+            qb.push(", del AS (DELETE FROM sync_state WHERE sync_id = ")
                 .push_bind(sync_id)
                 .push(" AND sort_key = ANY(")
                 .push_bind(removed)
-                .push("::BYTEA[]))");
+                .push("::BYTEA[]) AND EXISTS (SELECT 1 FROM own))");
         }
         if !outcomes.is_empty() {
-            if parts > 0 {
-                qb.push(", ");
-            }
-            parts += 1;
-            qb.push("rec AS (INSERT INTO run_records (run_id, sync_id, identifier, kind, operation, reason, payload, created_at) SELECT ")
+            qb.push(", rec AS (INSERT INTO run_records (run_id, sync_id, identifier, kind, operation, reason, payload, created_at) SELECT ")
                 .push_bind(run_id)
                 .push(", ")
                 .push_bind(sync_id)
@@ -351,20 +380,20 @@ impl Store for PgStore {
                 .push_bind(reasons)
                 .push("::TEXT[], ")
                 .push_bind(payloads)
-                .push("::TEXT[]) WITH ORDINALITY AS t(i, k, o, r, p, n) ORDER BY n)");
-        }
-        if parts == 0 {
-            qb = QueryBuilder::new("");
+                .push("::TEXT[]) WITH ORDINALITY AS t(i, k, o, r, p, n) WHERE EXISTS (SELECT 1 FROM own) ORDER BY n)");
         }
         qb.push(" UPDATE sync_runs SET ");
         push_counts(&mut qb, counts);
-        qb.push(" WHERE id = ").push_bind(run_id).push(" RETURNING cancel_requested");
+        qb.push(" WHERE id = ").push_bind(run_id).push(" AND id IN (SELECT id FROM own) RETURNING cancel_requested");
         let cancel: Option<i64> = qb
             .build_query_scalar()
             .fetch_optional(&self.pool)
             .await
             .context(ErrorKind::Store, self.err("cannot commit a batch"))?;
-        Ok(cancel.unwrap_or(0) != 0)
+        match cancel {
+            Some(c) => Ok(c != 0),
+            None => Err(super::lease_lost(run_id)),
+        }
     }
 
     async fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<RunRecord> {

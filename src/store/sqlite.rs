@@ -196,6 +196,41 @@ impl Store for SqliteStore {
         Ok(id)
     }
 
+    async fn create_claimed_run(
+        &self,
+        sync_id: i64,
+        sync_name: &str,
+        full_sync: bool,
+        reason: &TriggerReason,
+        executor: &str,
+        lease: Duration,
+    ) -> Result<Option<RunRecord>> {
+        let ts = now();
+        let done: std::result::Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
+            "INSERT INTO sync_runs (sync_id, sync_name, status, created_at, updated_at, started_at, heartbeat_at, lease_expires_at, \
+             executor, full_sync, trigger_tag, trigger_detail, current_step) \
+             SELECT ?1, ?2, 'working', ?3, ?3, ?3, ?3, ?4, ?5, ?6, ?7, ?8, 'Checking source and destination configuration' \
+             WHERE NOT EXISTS (SELECT 1 FROM sync_runs WHERE sync_id = ?1 AND status = 'working') RETURNING id",
+        )
+        .bind(sync_id)
+        .bind(sync_name)
+        .bind(&ts)
+        .bind(now_plus(lease))
+        .bind(executor)
+        .bind(i64::from(full_sync))
+        .bind(&reason.ui_tag)
+        .bind(&reason.ui_detail)
+        .fetch_optional(&self.pool)
+        .await;
+        match done {
+            Ok(Some(id)) => Ok(Some(self.get_run(id).await?)),
+            Ok(None) => Ok(None),
+            // The unique index on working runs refuses a second one: the sync is busy.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e).context(ErrorKind::Store, self.err("cannot create a run")),
+        }
+    }
+
     async fn claim_run(&self, run_id: i64, executor: &str, lease: Duration) -> Result<Claim> {
         let ts = now();
         let done = sqlx::query(
@@ -351,7 +386,7 @@ impl Store for SqliteStore {
         let mut qb = QueryBuilder::<Sqlite>::new("UPDATE sync_runs SET current_step = ");
         qb.push_bind(step.to_string()).push(", ");
         push_counts(&mut qb, counts);
-        qb.push(" WHERE id = ").push_bind(run_id);
+        qb.push(" WHERE id = ").push_bind(run_id).push(" AND status = 'working'");
         qb.build().execute(&self.pool).await.context(ErrorKind::Store, self.err("cannot record progress"))?;
         Ok(())
     }
@@ -375,6 +410,7 @@ impl Store for SqliteStore {
     async fn commit_batch(
         &self,
         run_id: i64,
+        executor: &str,
         sync_id: i64,
         changes: &[StateChange],
         outcomes: &[RunRecordOutcome],
@@ -383,6 +419,24 @@ impl Store for SqliteStore {
         let puts: Vec<&StateEntry> = changes.iter().filter_map(|c| if let StateChange::Put(e) = c { Some(e) } else { None }).collect();
         let removes: Vec<&Vec<u8>> = changes.iter().filter_map(|c| if let StateChange::Remove(k) = c { Some(k) } else { None }).collect();
         let mut tx = self.pool.begin().await.context(ErrorKind::Store, self.err("cannot begin a transaction"))?;
+        // First, and in the same transaction: is the run still ours? A stale executor (its lease
+        // taken over) writes nothing.
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE sync_runs SET ");
+        push_counts(&mut qb, counts);
+        qb.push(" WHERE id = ")
+            .push_bind(run_id)
+            .push(" AND status = 'working' AND executor = ")
+            .push_bind(executor.to_string())
+            .push(" RETURNING cancel_requested");
+        let cancel: Option<i64> = qb
+            .build_query_scalar()
+            .fetch_optional(&mut *tx)
+            .await
+            .context(ErrorKind::Store, self.err("cannot record run counts"))?;
+        let Some(cancel) = cancel else {
+            drop(tx);
+            return Err(super::lease_lost(run_id));
+        };
         for chunk in puts.chunks(ROWS_PER_INSERT) {
             let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO sync_state (sync_id, sort_key, identifier, fingerprint, run_id) ");
             qb.push_values(chunk, |mut b, e| {
@@ -422,16 +476,8 @@ impl Store for SqliteStore {
             });
             qb.build().execute(&mut *tx).await.context(ErrorKind::Store, self.err("cannot record rejected rows"))?;
         }
-        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE sync_runs SET ");
-        push_counts(&mut qb, counts);
-        qb.push(" WHERE id = ").push_bind(run_id).push(" RETURNING cancel_requested");
-        let cancel: Option<i64> = qb
-            .build_query_scalar()
-            .fetch_optional(&mut *tx)
-            .await
-            .context(ErrorKind::Store, self.err("cannot record run counts"))?;
         tx.commit().await.context(ErrorKind::Store, self.err("cannot commit a batch"))?;
-        Ok(cancel.unwrap_or(0) != 0)
+        Ok(cancel != 0)
     }
 
     async fn finish_run(&self, run_id: i64, end: &RunEnd) -> Result<RunRecord> {
