@@ -180,6 +180,48 @@ put("destinations", "salesforce-bulk", answers(10, 0, 2, [
 ]))
 put("destinations", "salesforce-unlock-5xx", answers(7, 0, 1, [(500, J, [{"message": "unable to obtain exclusive access", "errorCode": "UNABLE_TO_LOCK_ROW"}])]))
 
+# check() first (high bit of the operation byte), then the batch
+put("destinations", "check-webhook-ok", answers(0, 0x80, 1, [(200, J, {}), (200, J, {"results": [{"index": 0, "status": "accepted"}]})]))
+put("destinations", "check-hubspot-401", answers(1, 0x80, 1, [(401, J, {"status": "error", "category": "INVALID_AUTHENTICATION", "message": "Authentication credentials not found. fuzz-HS_TOKEN"})]))
+put("destinations", "check-hubspot-properties", answers(1, 0x80, 1, [(200, J, {"results": []}),
+    (200, J, {"results": [{"name": "email", "hasUniqueValue": True, "modificationMetadata": {"readOnlyValue": False}}, {"name": "firstname", "modificationMetadata": {"readOnlyValue": True}}]})]))
+put("destinations", "check-iterable-401", answers(4, 0x80, 1, [(401, J, {"msg": "Invalid API key fuzz-IT_KEY", "code": "BadApiKey", "params": None})]))
+put("destinations", "check-salesforce-limits", answers(7, 0x80, 1, [(200, J, {"DailyApiRequests": {"Max": 15000, "Remaining": 14990}}),
+    (200, J, {"name": "Contact", "fields": [{"name": "External_Id__c", "externalId": True, "updateable": True}, {"name": "LastName", "updateable": True}]})]))
+put("destinations", "check-salesforce-token-refused", answers(10, 0x80, 1, [(400, J, b'!{"error":"invalid_grant","error_description":"expired access/refresh token fuzz-SF_REFRESH"}')]))
+
+# ---- source_values ----
+# data[0] < 0x80: MySQL decoder (Int8 s/u, Int16 s/u, Int32 s/u, Int64 s/u, Bool, Float, Double,
+# Decimal, Text, Json, Bytes, Bit, Date, DateTime, Time); >= 0x80: SQLite declared type
+# (0x80 bool, 0x81 timestamp, 0x82 JSON, 0x83 other) and the text.
+MY = ["i8", "u8", "i16", "u16", "i32", "u32", "i64", "u64", "bool", "float", "double", "decimal", "text", "json", "bytes", "bit", "date", "datetime", "time"]
+def my(kind, b):
+    return bytes([MY.index(kind)]) + b
+for name, data in [
+    ("mysql-i8", my("i8", b"\xff")),
+    ("mysql-u64-max", my("u64", struct.pack("<Q", 2**64 - 1))),
+    ("mysql-i64-min", my("i64", struct.pack("<q", -2**63))),
+    ("mysql-float", my("float", struct.pack("<f", 1.5))),
+    ("mysql-double-nan", my("double", struct.pack("<d", float("nan")))),
+    ("mysql-decimal", my("decimal", b"-12345678901234567890.123456789")),
+    ("mysql-json", my("json", b'{"a": [1, 2.50, null]}')),
+    ("mysql-bit", my("bit", b"\x01\x02\x03")),
+    ("mysql-date", my("date", bytes([4, 0xea, 0x07, 1, 31]))),
+    ("mysql-datetime-micros", my("datetime", bytes([11, 0xea, 0x07, 1, 31, 12, 0, 0, 0x20, 0xa1, 0x07, 0]))),
+    ("mysql-datetime-max", my("datetime", bytes([11, 0xff, 0xff, 255, 255, 255, 255, 255, 0xff, 0xff, 0xff, 0xff]))),
+    ("mysql-time-negative", my("time", bytes([12, 1, 0xff, 0xff, 0xff, 0xff, 23, 59, 59, 0x3f, 0x42, 0x0f, 0]))),
+    ("mysql-time-zero", my("time", bytes([0]))),
+    ("sqlite-bool", b"\x80" + b"1"),
+    ("sqlite-timestamp", b"\x81" + b"2026-01-31 12:00:00"),
+    ("sqlite-timestamp-offset", b"\x81" + b"2026-01-31T14:30:00.250+02:00"),
+    ("sqlite-timestamp-z", b"\x81" + b" 9999-12-31 23:59:59.999999999Z "),
+    ("sqlite-timestamp-negative-year", b"\x81" + b"-9999-01-01 00:00-23:59"),
+    ("sqlite-json", b"\x82" + b'{"k": [1, {"n": 1e400}]}'),
+    ("sqlite-json-scalar", b"\x82" + b'"just a string"'),
+    ("sqlite-text", b"\x83" + "h\u00e9llo".encode()),
+]:
+    put("source_values", name, data)
+
 # ---- api ----
 M = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 def req(method, auth, target, body=b""):

@@ -10,7 +10,8 @@
 //! | [`convert`] | a JSON value and a field type | `engine::convert` (mapping type conversions) |
 //! | [`copy_stream`] | column types and a binary COPY stream | Postgres COPY parser, tuple splitting, binary decoders |
 //! | [`pg_value`] | a type and one value's binary form | Postgres binary decoders (scalars and arrays) |
-//! | [`DestinationHarness`] | canned HTTP answers | every HTTP destination's response parsing and error classification |
+//! | [`source_value`] | a type and one value | MySQL binary-protocol decoders, SQLite text values (timestamps, JSON) |
+//! | [`DestinationHarness`] | canned HTTP answers | every HTTP destination's response parsing and error classification, `check()` included |
 //! | [`ApiHarness`] | an HTTP request | the `serve` API: auth, routes, query strings, bodies, run pages |
 
 use std::collections::VecDeque;
@@ -51,6 +52,26 @@ pub fn copy_stream(data: &[u8]) -> usize {
 pub fn pg_value(data: &[u8]) -> Option<Value> {
     let (&tag, rest) = data.split_first()?;
     crate::source::fuzz_value(tag, rest)
+}
+
+/// `data[0]` high bit clear: a MySQL binary-protocol value, `data[0]` picks the decoder; set:
+/// a SQLite text value, `data[0] & 0x7f` picks the declared type (bool, timestamp, JSON, other).
+/// The rest is the value.
+pub fn source_value(data: &[u8]) -> Option<Value> {
+    let (&tag, rest) = data.split_first()?;
+    if tag & 0x80 == 0 {
+        return crate::source::fuzz_mysql_value(tag, rest);
+    }
+    let text = String::from_utf8_lossy(rest).into_owned();
+    let v = crate::source::fuzz_sqlite_text(tag & 0x7f, text.clone());
+    // A SQLite value is the text as stored, or (timestamps, JSON) a rendering of it: a JSON
+    // column's value is an object or array only when the text parses to one.
+    match &v {
+        Value::String(_) => {}
+        Value::Object(_) | Value::Array(_) => assert_eq!(serde_json::from_str::<Value>(&text).ok().as_ref(), Some(&v), "JSON text {text:?}"),
+        other => panic!("SQLite text {text:?} became {other:?}"),
+    }
+    Some(v)
 }
 
 // ---- Destinations ----
@@ -170,12 +191,15 @@ impl DestinationHarness {
     }
 
     /// Send one batch through the sync `data[0]` picks, answered by the canned answers that follow.
+    /// `data[1]`: the operation (low 7 bits); its high bit set: the destination's `check()` runs
+    /// first, answered by the first canned answers, and the batch gets the rest.
     pub fn run(&self, data: &[u8]) {
         if data.len() < 3 {
             return;
         }
         let sync = &self.project.syncs[usize::from(data[0]) % self.project.syncs.len()];
-        let op = [Operation::Upsert, Operation::Update, Operation::Create, Operation::Delete, Operation::Append][usize::from(data[1]) % 5];
+        let op = [Operation::Upsert, Operation::Update, Operation::Create, Operation::Delete, Operation::Append][usize::from(data[1] & 0x7f) % 5];
+        let check = data[1] & 0x80 != 0;
         let n = usize::from(data[2] % 3) + 1;
         let answers = decode_answers(&data[3..]);
         *self.queue.lock().unwrap_or_else(|p| p.into_inner()) = answers.into();
@@ -197,6 +221,14 @@ impl DestinationHarness {
         let config = &self.project.destinations[&sync.destination];
         self.rt.block_on(async {
             let Ok(dest) = crate::destination::build(&BuildContext { config, sync, client: self.client.clone() }).await else { return };
+            if check {
+                if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(10), dest.check()).await {
+                    // A check error never shows the destination's secrets, even when an answer echoes them.
+                    for secret in crate::destination::secret_values(config) {
+                        assert!(!e.contains(&secret), "check() error shows a secret: {e}");
+                    }
+                }
+            }
             for r in &records {
                 let _ = dest.record_size(op, r);
             }

@@ -213,6 +213,11 @@ async fn census_api_syncs_runs_records_and_errors() {
     assert_error(&api.get("/api/v1/syncs?per_page=0").await, 400, "per_page");
     assert_error(&api.get("/api/v1/syncs?order=sideways").await, 400, "order");
     assert_error(&api.get(&format!("/api/v1/sync_runs/{run_id}/records?status=succeeded")).await, 400, "not deliver");
+    // The 400 says what is kept and what to use instead (a deviation from Census, documented).
+    let a = api.get(&format!("/api/v1/sync_runs/{run_id}/records_count?status=succeeded")).await;
+    assert_error(&a, 400, "keeps only the rows a run did not deliver (status=rejected or status=invalid)");
+    assert_error(&a, 400, "use the run's counts");
+    assert_error(&a, 400, "records_updated");
     assert_error(&api.get(&format!("/api/v1/sync_runs/{run_id}/records?status=lost")).await, 400, "rejected or invalid");
     assert_error(&api.get(&format!("/api/v1/sync_runs/{run_id}/records?operation=merge")).await, 400, "operation");
     assert_error(&api.get("/api/v1/nothing/here").await, 404, "no such endpoint");
@@ -314,6 +319,37 @@ async fn openapi_document_matches_the_routes() {
         }
     }
     assert!(operations >= 9);
+    // The router's routes are the document's: every other method on a documented path is the
+    // documented 405 (not a 404), and an undocumented path is a 404.
+    for (path, item) in paths {
+        let url = format!("{base}{}", path.replace("{sync_id}", "1").replace("{sync_run_id}", &done.to_string()));
+        let allowed: BTreeSet<String> = item.as_object().unwrap().keys().map(|m| m.to_uppercase()).collect();
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+            if allowed.contains(method) {
+                continue;
+            }
+            let a = api.request(method, &url, Some(("application/json", "{}"))).await;
+            assert_error(&a, 405, "is not allowed on");
+            for (m, op) in item.as_object().unwrap() {
+                assert!(op["responses"].get("405").is_some(), "{m} {path} does not document the 405 for {method}");
+            }
+        }
+    }
+    let routed: BTreeSet<(String, String)> =
+        sluicegate::serve::api::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let documented: BTreeSet<(String, String)> =
+        paths.iter().flat_map(|(p, item)| item.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), p.clone()))).collect();
+    assert_eq!(routed, documented, "the router's routes and the document's operations");
+    // An oversized trigger body answers the documented 413.
+    let big = format!("{{\"force_full_sync\": false, \"pad\": \"{}\"}}", "x".repeat(sluicegate::serve::api::MAX_BODY));
+    let a = api.request("POST", "/api/v1/syncs/1/trigger", Some(("application/json", &big))).await;
+    assert_eq!(a.status, 413, "{}", a.body);
+    assert!(paths["/syncs/{sync_id}/trigger"]["post"]["responses"].get("413").is_some());
+    // The SyncRun schema has exactly the keys a run answer has.
+    let run = api.data(&format!("/sync_runs/{done}")).await;
+    let keys: BTreeSet<&String> = run.as_object().unwrap().keys().collect();
+    let schema: BTreeSet<&String> = doc["components"]["schemas"]["SyncRun"]["properties"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, schema, "run_json keys vs the SyncRun schema");
     server.shutdown().await;
 }
 
@@ -407,21 +443,31 @@ async fn run_history_page_and_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_trigger_each_slot_once_across_replicas() {
     let dir = tempfile::tempdir().unwrap();
-    let (_wh, _emu, p) = setup(dir.path(), 50).await;
+    let (_wh, emu, _) = setup(dir.path(), 50).await;
+    // A third sync (same table as the first) on a cron schedule with seconds: every second.
+    let text = project(&emu.url, 50)
+        + "  - id: 3\n    name: contacts_cron\n    source: {connection: warehouse, table: contacts}\n    destination: {connection: hook, object: contacts_cron}\n    primary_identifier: {from: email, to: email}\n";
+    let p = write_project(dir.path(), &text);
     let mut o = opts(&p);
-    o.schedules = vec![Schedule::parse_arg("contacts=every:1s").unwrap(), Schedule::parse_arg("2=continuous:1s").unwrap()];
+    o.schedules = vec![
+        Schedule::parse_arg("contacts=every:1s").unwrap(),
+        Schedule::parse_arg("2=continuous:1s").unwrap(),
+        Schedule::parse_arg("contacts_cron=cron:* * * * * *").unwrap(),
+    ];
     // Two replicas over one store, both running the same schedules.
     let a = Server::start(o.clone()).await.unwrap();
     let b = Server::start(o).await.unwrap();
     let api = Api::new(&a.url);
     assert_eq!(api.data("/syncs/1").await["schedule_frequency"], "expression");
     assert_eq!(api.data("/syncs/2").await["schedule_frequency"], "continuous");
+    let s3 = api.data("/syncs/3").await;
+    assert_eq!((s3["schedule_frequency"].as_str(), s3["cron_expression"].as_str()), (Some("expression"), Some("* * * * * *")), "{s3}");
     tokio::time::sleep(Duration::from_millis(3600)).await;
     a.shutdown().await;
     b.shutdown().await;
     let server = Server::start(opts(&p)).await.unwrap();
     let api = Api::new(&server.url);
-    for sync in ["1", "2"] {
+    for sync in ["1", "2", "3"] {
         let runs = api.data(&format!("/syncs/{sync}/sync_runs?per_page=100")).await;
         let runs = runs.as_array().unwrap();
         assert!(runs.len() >= 2, "sync {sync}: {} scheduled runs in 3.6 s", runs.len());
@@ -605,6 +651,142 @@ async fn killed_replica_run_fails_as_executor_lost_and_the_next_run_resumes() {
     assert_eq!(next["status"], "completed", "{next}");
     assert_eq!(emu.store().len(), 40, "every row is at the destination after the next run");
     assert!(next["records_updated"].as_u64().unwrap() <= 40 - accepted + 2 * 2, "the next run sends the rest (plus the in-doubt batches): {next}");
+}
+
+/// A run whose executor is on another host (so the same-host pid check cannot apply) and stops
+/// renewing its lease: it is failed as "executor lost" only once the lease has expired, and the
+/// next run delivers every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_executor_that_stops_renewing_is_lost_only_after_its_lease() {
+    let Some(admin) = pg_url() else { return };
+    let state = fresh_pg_database(&admin, "sg_serve_foreign").await;
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 20).await;
+    let emu = emulator().await;
+    let p = write_project(dir.path(), &many_syncs_project(&emu.url, 1, 5));
+    let lease = Duration::from_secs(3);
+    let engine = sluicegate::engine::Engine::open(&p, sluicegate::engine::EngineOptions { state: Some(state.clone()), lease: Some(lease), ..Default::default() })
+        .await
+        .unwrap();
+    let store = engine.store().clone();
+    let reason = sluicegate::store::TriggerReason { ui_tag: "API".into(), ui_detail: "test: claimed by a foreign executor".into() };
+    let run_id = store.create_served_run(1, "contacts_1", false, &reason, None).await.unwrap().expect("a queued run");
+    // An executor id as an engine on another host writes it (`host:pid:start`, see
+    // `engine::executor_id`): liveness is unknown here, only the lease can tell.
+    let foreign = "replica-7.other-host.invalid:4242:987654321";
+    assert_ne!(foreign, engine.executor());
+    assert_eq!(sluicegate::engine::executor_alive(foreign), None, "no pid check for another host");
+    let claimed_at = Instant::now();
+    let claimed = store.claim_next_served(foreign, lease, &[1]).await.unwrap().expect("the foreign executor claims the run");
+    assert_eq!(claimed.id, run_id);
+    // The foreign executor never renews. A server over the same store reaps lost runs whenever
+    // it reads them and before it claims.
+    let mut o = opts(&p);
+    o.state = Some(state.clone());
+    o.lease = Some(lease);
+    let server = Server::start(o).await.unwrap();
+    let api = Api::new(&server.url);
+    let mut checks = 0;
+    while claimed_at.elapsed() + Duration::from_millis(600) < lease {
+        let r = api.data(&format!("/sync_runs/{run_id}")).await;
+        assert_eq!(r["status"], "working", "failed {:?} after the claim, before its lease of {lease:?} expired: {r}", claimed_at.elapsed());
+        checks += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(checks >= 5, "the run was watched while its lease held ({checks} reads)");
+    let r = api.wait_run(run_id, "failed as executor lost", Duration::from_secs(20), |r| r["status"] != "working").await;
+    let elapsed = claimed_at.elapsed();
+    assert!(elapsed >= lease, "failed {elapsed:?} after the claim, before the lease of {lease:?} expired: {r}");
+    assert_eq!((r["status"].as_str(), r["error_code"].as_str()), (Some("failed"), Some("EXECUTOR_LOST")), "{r}");
+    let msg = r["error_message"].as_str().unwrap();
+    assert!(msg.contains("executor lost") && msg.contains(foreign) && msg.contains("stopped renewing its lease"), "{msg}");
+    assert_eq!(emu.stats().requests, 0, "the foreign executor sent nothing");
+    // The next run resumes from what was acknowledged (nothing): every row, once.
+    let next = api.trigger("1", "").await;
+    let next = api.wait_ended(next).await;
+    assert_eq!((next["status"].as_str(), next["records_updated"].as_i64()), (Some("completed"), Some(20)), "{next}");
+    assert_eq!(emu.store().len(), 20);
+    assert_eq!(emu.stats().records_accepted, 20);
+    server.shutdown().await;
+}
+
+/// SIGTERM to a `sluicegate serve` replica mid-run on Postgres: the run goes back to `queued`
+/// with no executor and no lease, and another replica completes it with every row delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_replica_requeues_its_run_and_another_replica_completes_it() {
+    let Some(admin) = pg_url() else { return };
+    let state = fresh_pg_database(&admin, "sg_serve_sigterm").await;
+    let dir = tempfile::tempdir().unwrap();
+    Warehouse::create(dir.path(), 40).await;
+    let emu = emulator().await;
+    emu.set_faults(Faults { latency_ms: 250, ..Default::default() });
+    let p = write_project(dir.path(), &many_syncs_project(&emu.url, 1, 2));
+    let mut a = ServeProcess::start(&p, &state, &["--poll", "100ms"], &[]);
+    let api_a = Api::new(&a.url);
+    let run_id = api_a.trigger("1", "").await;
+    api_a.wait_run(run_id, "delivering", Duration::from_secs(20), |r| r["records_updated"].as_i64().unwrap_or(0) > 0).await;
+    let status = a.stop();
+    assert!(status.success(), "sluicegate serve exited with {status}: {}", a.stderr());
+    assert!(a.stderr().contains("stopping"), "{}", a.stderr());
+    let accepted = emu.stats().records_accepted;
+    assert!(accepted > 0 && accepted < 40, "stopped mid-run ({accepted} of 40 accepted)");
+    // Back in the queue, without executor or lease, so any replica can claim it at once.
+    let pool = sqlx::PgPool::connect(&state).await.unwrap();
+    let (status, executor, lease): (String, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT status, executor, lease_expires_at FROM sluicegate.sync_runs WHERE id = $1").bind(run_id).fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    assert_eq!((status.as_str(), executor, lease), ("queued", None, None));
+    emu.set_faults(Faults::default());
+    let b = ServeProcess::start(&p, &state, &["--poll", "100ms"], &[]);
+    let api_b = Api::new(&b.url);
+    let run = api_b.wait_ended(run_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["records_updated"].as_u64().unwrap() + accepted, 40, "the other replica sends exactly the rest: {run}");
+    let stats = emu.stats();
+    assert_eq!((stats.records_accepted, stats.duplicates), (40, 0), "every row delivered once: {stats:?}");
+    assert_eq!(emu.store().len(), 40);
+    assert!(strip_ansi(&b.stderr()).contains(&format!("run_id={run_id}")), "the other replica claimed the run: {}", b.stderr());
+}
+
+/// `schedule:` in the project file: the string form or a mapping with one key; bad ones are
+/// refused with file:line and the path.
+#[test]
+fn schedule_mapping_form_in_the_project_file() {
+    let base = project("http://127.0.0.1:9", 50);
+    let with = |schedule: &str| base.replace("    name: contacts\n", &format!("    name: contacts\n    schedule: {schedule}\n"));
+    let load = |text: &str| sluicegate::config::Project::from_str_with_env(text, Path::new("sluicegate.yml"), &|_| None);
+    for (written, stored) in [
+        ("every:1h", "every:1h"),
+        ("{every: 1h}", "every:1h"),
+        ("{every: 90}", "every:90"),
+        ("{cron: \"0 */6 * * *\"}", "cron:0 */6 * * *"),
+        ("{cron: \"*/5 * * * * *\"}", "cron:*/5 * * * * *"),
+        ("{continuous: true}", "continuous"),
+        ("{continuous: 30s}", "continuous:30s"),
+        ("\n      every: 15m", "every:15m"),
+    ] {
+        let p = load(&with(written)).unwrap_or_else(|e| panic!("{written}: {e}"));
+        assert_eq!(p.syncs[0].schedule.as_deref(), Some(stored), "{written}");
+        Schedule::parse_arg(&format!("contacts={stored}")).unwrap();
+    }
+    assert_eq!(load(&with("~")).unwrap().syncs[0].schedule, None);
+    // The schedule line is line 18 of the file (the project text starts with a newline).
+    let line = base.lines().position(|l| l == "    name: contacts").unwrap() + 2;
+    for (written, needle) in [
+        ("{every: soon}", "\"soon\" is not a duration"),
+        ("{cron: \"61 * * * *\"}", "is not a cron expression"),
+        ("{continuous: false}", "`continuous: false` schedules nothing"),
+        ("{every: 1h, cron: \"0 * * * *\"}", "a schedule has one kind, found every and cron"),
+        ("{evry: 1h}", "unknown key `evry` (did you mean `every`?)"),
+        ("{}", "empty schedule"),
+        ("[every:1h]", "found a list"),
+        ("{every: [1h]}", "expected a string"),
+    ] {
+        let e = load(&with(written)).err().unwrap_or_else(|| panic!("{written} was accepted")).to_string();
+        assert!(e.contains(&format!("sluicegate.yml:{line}:")), "{written}: no file:line {line} in {e}");
+        assert!(e.contains("syncs[0].schedule"), "{written}: no path in {e}");
+        assert!(e.contains(needle), "{written}: expected {needle:?} in {e}");
+    }
 }
 
 /// The run history page in headless Chromium. The screenshot goes to a temporary directory, or

@@ -653,6 +653,55 @@ fn nonempty_string(d: &mut Diag, node: &Node, path: &str) -> Option<String> {
     Some(s)
 }
 
+/// A sync's `schedule:`, as the text `sluicegate serve --schedule` takes: either that text
+/// (`every:1h`, `cron:0 */6 * * *`, `continuous`, `continuous:30s`) or a mapping with one key:
+/// `{every: 1h}`, `{cron: "0 */6 * * *"}`, `{continuous: true}` or `{continuous: 30s}`.
+fn schedule(d: &mut Diag, node: &Node, path: &str) -> Option<String> {
+    const KEYS: &[&str] = &["every", "cron", "continuous"];
+    let (text, pos) = match &node.value {
+        Value::Map(entries) => {
+            let mut o = obj(d, node, path, KEYS)?;
+            let found: Vec<(&str, &Node)> = KEYS.iter().filter_map(|k| o.get(k).map(|v| (*k, v))).collect();
+            o.finish(d);
+            let (key, v) = match found[..] {
+                [one] => one,
+                // Only unknown keys: `finish` said which.
+                [] if !entries.is_empty() && entries.iter().all(|(k, _)| !KEYS.contains(&key_text(k))) => return None,
+                [] => {
+                    d.err(node.pos, path, "empty schedule: write one of `{every: 1h}`, `{cron: \"0 */6 * * *\"}` or `{continuous: true}`");
+                    return None;
+                }
+                _ => {
+                    let keys: Vec<&str> = found.iter().map(|(k, _)| *k).collect();
+                    d.err(node.pos, path, format!("a schedule has one kind, found {}; keep one of them (a sync has one schedule)", keys.join(" and ")));
+                    return None;
+                }
+            };
+            let text = match (key, &v.value) {
+                ("continuous", Value::Scalar { text, plain: true }) if text == "true" => "continuous".to_string(),
+                ("continuous", Value::Scalar { text, plain: true }) if text == "false" => {
+                    d.err(v.pos, &join(path, key), "`continuous: false` schedules nothing; remove `schedule:` to run the sync only when it is triggered");
+                    return None;
+                }
+                _ => format!("{key}:{}", nonempty_string(d, v, &join(path, key))?),
+            };
+            (text, v.pos)
+        }
+        Value::Seq(_) => {
+            d.err(node.pos, path, "expected a schedule such as `every:1h` or `{every: 1h}`, found a list; a sync has one schedule");
+            return None;
+        }
+        Value::Scalar { .. } => (nonempty_string(d, node, path)?, node.pos),
+    };
+    match crate::serve::schedule::parse_spec(&text) {
+        Ok(_) => Some(text.trim().to_string()),
+        Err(why) => {
+            d.err(pos, path, why);
+            None
+        }
+    }
+}
+
 fn int(d: &mut Diag, node: &Node, path: &str, min: i64, max: i64) -> Option<i64> {
     let parsed = match &node.value {
         Value::Scalar { text, plain: true } => text.replace('_', "").parse::<i64>().ok(),
@@ -1139,16 +1188,7 @@ fn load_sync(
         ),
         _ => {}
     }
-    let schedule = o.get("schedule").and_then(|n| {
-        let text = nonempty_string(d, n, &join(path, "schedule"))?;
-        match crate::serve::schedule::parse_spec(&text) {
-            Ok(_) => Some(text.trim().to_string()),
-            Err(why) => {
-                d.err(n.pos, &join(path, "schedule"), why);
-                None
-            }
-        }
-    });
+    let schedule = o.get("schedule").and_then(|n| schedule(d, n, &join(path, "schedule")));
     o.finish(d);
     let sync = SyncConfig {
         id: id?,

@@ -30,7 +30,7 @@ use axum::extract::{DefaultBodyLimit, OriginalUri, Path, RawQuery, Request, Stat
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -94,21 +94,50 @@ fn success(data: Value) -> Response {
     Json(json!({"status": "success", "data": data})).into_response()
 }
 
+/// Every route under `/api/v1`: method and path, spelled as in the OpenAPI document
+/// (`openapi.json`). The router is built from this list alone, and tests compare it with the
+/// document's paths and methods. Any other method on one of these paths is a 405.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/syncs"),
+    ("GET", "/syncs/{sync_id}"),
+    ("POST", "/syncs/{sync_id}/trigger"),
+    ("GET", "/syncs/{sync_id}/sync_runs"),
+    ("GET", "/sync_runs/{sync_run_id}"),
+    ("POST", "/sync_runs/{sync_run_id}/cancel"),
+    ("GET", "/sync_runs/{sync_run_id}/records"),
+    ("GET", "/sync_runs/{sync_run_id}/records_count"),
+    ("GET", OPENAPI_PATH),
+];
+
+/// The one route of [`ROUTES`] served without authentication.
+const OPENAPI_PATH: &str = "/openapi.json";
+
+fn handler(method: &str, path: &str) -> MethodRouter<Arc<Shared>> {
+    match (method, path) {
+        ("GET", "/syncs") => get(list_syncs),
+        ("GET", "/syncs/{sync_id}") => get(get_sync),
+        ("POST", "/syncs/{sync_id}/trigger") => post(trigger),
+        ("GET", "/syncs/{sync_id}/sync_runs") => get(list_sync_runs),
+        ("GET", "/sync_runs/{sync_run_id}") => get(get_run),
+        ("POST", "/sync_runs/{sync_run_id}/cancel") => post(cancel),
+        ("GET", "/sync_runs/{sync_run_id}/records") => get(records),
+        ("GET", "/sync_runs/{sync_run_id}/records_count") => get(records_count),
+        ("GET", OPENAPI_PATH) => get(openapi),
+        _ => unreachable!("ROUTES lists {method} {path}, which has no handler"),
+    }
+}
+
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let auth = middleware::from_fn_with_state(shared.clone(), require_auth);
-    let api = Router::new()
-        .route("/syncs", get(list_syncs))
-        .route("/syncs/{sync_id}", get(get_sync))
-        .route("/syncs/{sync_id}/trigger", post(trigger))
-        .route("/syncs/{sync_id}/sync_runs", get(list_sync_runs))
-        .route("/sync_runs/{sync_run_id}", get(get_run))
-        .route("/sync_runs/{sync_run_id}/cancel", post(cancel))
-        .route("/sync_runs/{sync_run_id}/records", get(records))
-        .route("/sync_runs/{sync_run_id}/records_count", get(records_count))
-        .layer(middleware::from_fn(refuse_declared_oversize))
-        .layer(auth.clone())
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .route("/openapi.json", get(openapi))
+    let mut api = Router::new();
+    for (method, path) in ROUTES.iter().filter(|(_, p)| *p != OPENAPI_PATH) {
+        api = api.route(path, handler(method, path));
+    }
+    let mut api = api.layer(middleware::from_fn(refuse_declared_oversize)).layer(auth.clone()).layer(DefaultBodyLimit::max(MAX_BODY));
+    for (method, path) in ROUTES.iter().filter(|(_, p)| *p == OPENAPI_PATH) {
+        api = api.route(path, handler(method, path));
+    }
+    let api = api
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
     let pages = Router::new()
@@ -511,7 +540,7 @@ fn record_filter(p: &Params) -> Result<RecordFilter, ApiError> {
         Some("invalid") => Some(RecordKind::Invalid),
         Some("succeeded") => {
             return Err(ApiError::bad(
-                "status=succeeded is not available: sluicegate keeps only the rows a run did not deliver (rejected or invalid); delivered rows are counted in the run's records_updated",
+                "status=succeeded is not available: sluicegate keeps only the rows a run did not deliver (status=rejected or status=invalid), not the rows it delivered; for those, use the run's counts (GET /api/v1/sync_runs/{id}: records_updated, and succeeded.adds/changes/removes)",
             ));
         }
         Some(other) => return Err(ApiError::bad(format!("query parameter status={other:?} must be rejected or invalid"))),
@@ -553,4 +582,40 @@ async fn records_count(State(shared): State<Arc<Shared>>, Path(id): Path<String>
     store.get_run(id).await?;
     let n = store.count_records(id, &filter).await?;
     Ok(success(json!([{"record_count": n}])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The routes the router is built from are exactly the document's paths and methods.
+    #[test]
+    fn routes_are_the_openapi_paths_and_methods() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        let mut documented = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        let routed: std::collections::BTreeSet<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        assert_eq!(routed.len(), ROUTES.len(), "a route is listed twice");
+        assert_eq!(routed, documented);
+        for (m, p) in ROUTES {
+            let _ = handler(m, p);
+        }
+    }
+
+    /// Every operation documents the 405 axum answers for other methods on its path, and the
+    /// trigger its 413.
+    #[test]
+    fn openapi_documents_405_and_413() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                assert!(op["responses"].get("405").is_some(), "{method} {path} lacks 405");
+            }
+        }
+        assert!(doc["paths"]["/syncs/{sync_id}/trigger"]["post"]["responses"].get("413").is_some());
+    }
 }

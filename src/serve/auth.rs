@@ -1,17 +1,25 @@
 //! API authentication as Census does it: `Authorization: Bearer secret-token:…`, or HTTP Basic
 //! with user `bearer` and the token as password (older Census docs, the Dagster client). The
-//! `secret-token:` prefix is optional on either side. Tokens are compared in constant time and
-//! never appear in logs, errors or pages.
+//! `secret-token:` prefix is optional on either side. Tokens are compared in constant time (as
+//! SHA-256 digests, so neither the content nor the length of a configured token shows in the
+//! time an answer takes) and never appear in logs, errors or pages.
 
 use base64::Engine as _;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 
 const PREFIX: &str = "secret-token:";
 
-/// The accepted tokens, without their `secret-token:` prefix.
-pub struct Tokens(Vec<Vec<u8>>);
+/// The SHA-256 digests of the accepted tokens, without their `secret-token:` prefix.
+pub struct Tokens(Vec<[u8; 32]>);
+
+fn digest(token: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(Sha256::digest(token).as_slice());
+    out
+}
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -47,14 +55,17 @@ impl Denied {
 
 impl Tokens {
     pub fn new(tokens: &[Secret]) -> Tokens {
-        Tokens(tokens.iter().map(|t| bare(t.expose()).to_vec()).filter(|t| !t.is_empty()).collect())
+        Tokens(tokens.iter().map(|t| bare(t.expose())).filter(|t| !t.is_empty()).map(digest).collect())
     }
 
     fn accepts(&self, presented: &[u8]) -> bool {
-        // Compare with every token (no early exit), each in constant time for its length.
+        // Digests have one size whatever the lengths, so `ct_eq` compares all 32 bytes of each
+        // (a slice comparison of different lengths returns at once, telling the length). Every
+        // configured token is compared (no early exit).
+        let presented_digest = digest(presented);
         let mut ok = subtle::Choice::from(0);
         for t in &self.0 {
-            ok |= t.as_slice().ct_eq(presented);
+            ok |= t.ct_eq(&presented_digest);
         }
         bool::from(ok) && !presented.is_empty()
     }
@@ -114,5 +125,22 @@ mod tests {
         let basic = base64::engine::general_purpose::STANDARD.encode("admin:abc123");
         assert_eq!(t.check(Some(format!("Basic {basic}").as_bytes())), Err(Denied::Wrong));
         assert_eq!(t.check(Some(b"Basic !!!")), Err(Denied::Malformed));
+    }
+
+    #[test]
+    fn tokens_are_kept_and_compared_as_fixed_size_digests() {
+        let t = tokens();
+        // Only digests are kept: 32 bytes each, whatever the token's length.
+        assert_eq!(t.0.len(), 2);
+        assert!(t.0.iter().all(|d| d.len() == 32));
+        assert_eq!(t.0[0], digest(b"abc123"));
+        assert!(!t.0.iter().any(|d| d.windows(6).any(|w| w == b"abc123")));
+        // Every length compares the same way: shorter, longer, a prefix, an extension.
+        for wrong in [&b"a"[..], b"abc12", b"abc1234", b"abc123abc123abc123abc123abc123abc123abc123", b"other!", b"othe"] {
+            assert!(!t.accepts(wrong), "{:?}", String::from_utf8_lossy(wrong));
+        }
+        assert!(t.accepts(b"abc123") && t.accepts(b"other"));
+        assert!(!t.accepts(b""));
+        assert!(!Tokens::new(&[]).accepts(b"abc123"));
     }
 }

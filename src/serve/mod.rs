@@ -43,8 +43,9 @@ use crate::error::{Error, Result};
 pub use auth::Tokens;
 pub use schedule::Schedule;
 
-/// How to run a server.
-#[derive(Debug, Clone)]
+/// How to run a server. `Debug` shows the state URL without user, password or query, and no
+/// token.
+#[derive(Clone)]
 pub struct ServeOptions {
     pub project: PathBuf,
     /// State store URL (else the project's `state`, else the default SQLite file).
@@ -73,6 +74,21 @@ impl ServeOptions {
             tokens,
             schedules: Vec::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("project", &self.project)
+            .field("state", &self.state.as_deref().map(crate::config::redact_url))
+            .field("listen", &self.listen)
+            .field("workers", &self.workers)
+            .field("poll", &self.poll)
+            .field("lease", &self.lease)
+            .field("tokens", &format_args!("{} token(s) (***)", self.tokens.len()))
+            .field("schedules", &self.schedules.iter().map(|s| format!("{:?}={}", s.sync, s.text)).collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -226,3 +242,19 @@ pub async fn run_cli(project: PathBuf, state: Option<String>, args: &Args) -> Re
     Ok(0)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_options_debug_shows_no_password_or_token() {
+        let mut o = ServeOptions::new("/p/sluicegate.yml", "127.0.0.1:0".parse().unwrap(), vec![Secret::new("secret-token:tok-A1b2C3"), Secret::new("tok-Z9")]);
+        o.state = Some("postgres://sluice:pg-Pa55word@db.internal:5432/state?sslmode=require&password=q-Pa55".into());
+        o.schedules = vec![Schedule::parse_arg("contacts=every:1h").unwrap()];
+        let d = format!("{o:?} {o:#?}");
+        for secret in ["pg-Pa55word", "q-Pa55", "sluice:", "tok-A1b2C3", "tok-Z9", "sslmode"] {
+            assert!(!d.contains(secret), "{secret} in {d}");
+        }
+        assert!(d.contains("db.internal") && d.contains("2 token(s)") && d.contains("every:1h") && d.contains("/p/sluicegate.yml"), "{d}");
+    }
+}

@@ -146,6 +146,10 @@ pub struct RawRows {
 pub use postgres::RawCodec;
 #[doc(hidden)]
 pub(crate) use postgres::{fuzz_copy, fuzz_value};
+#[doc(hidden)]
+pub(crate) use mysql::fuzz_decode as fuzz_mysql_value;
+#[doc(hidden)]
+pub(crate) use sqlite::fuzz_text as fuzz_sqlite_text;
 
 impl Rows {
     pub fn len(&self) -> usize {

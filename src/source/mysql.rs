@@ -363,6 +363,33 @@ type Fields = (i64, u32, u32, u32, u32, u32, u32);
 
 /// The binary protocol's DATE/DATETIME/TIMESTAMP: a length byte (0, 4, 7 or 11), then year
 /// (u16), month, day, hour, minute, second (u8 each) and microseconds (u32).
+/// Fuzzing entry (see `crate::fuzzing`): one binary-protocol value decoded as the decoder `tag` picks.
+#[doc(hidden)]
+pub(crate) fn fuzz_decode(tag: u8, b: &[u8]) -> Option<Value> {
+    let all = [
+        Decoder::Int { size: 1, unsigned: false },
+        Decoder::Int { size: 1, unsigned: true },
+        Decoder::Int { size: 2, unsigned: false },
+        Decoder::Int { size: 2, unsigned: true },
+        Decoder::Int { size: 4, unsigned: false },
+        Decoder::Int { size: 4, unsigned: true },
+        Decoder::Int { size: 8, unsigned: false },
+        Decoder::Int { size: 8, unsigned: true },
+        Decoder::Bool,
+        Decoder::Float,
+        Decoder::Double,
+        Decoder::Decimal,
+        Decoder::Text,
+        Decoder::Json,
+        Decoder::Bytes,
+        Decoder::Bit,
+        Decoder::Date,
+        Decoder::DateTime,
+        Decoder::Time,
+    ];
+    decode(all[usize::from(tag) % all.len()], b).ok()
+}
+
 fn datetime_fields(b: &[u8]) -> std::result::Result<Fields, String> {
     let (len, rest) = b.split_first().ok_or("empty date value")?;
     let len = usize::from(*len);

@@ -159,6 +159,14 @@ fn iso_utc(s: &str) -> Option<String> {
     Some(render::timestamp_utc(i64::try_from(utc).ok()?))
 }
 
+/// Fuzzing entry (see `crate::fuzzing`): one text value read as the declared type `tag` picks
+/// (`iso_utc` through the timestamp case).
+#[doc(hidden)]
+pub(crate) fn fuzz_text(tag: u8, s: String) -> Value {
+    let decl = [Declared::Bool, Declared::Timestamp, Declared::Json, Declared::Other][usize::from(tag) % 4];
+    text_value(decl, s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
