@@ -40,7 +40,7 @@ SLUICEGATE_TEST_STATE_PG="$SLUICEGATE_TEST_PG_URL" cargo test --locked --test en
 step "fuzzing: each target for 20 s"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
 (cd "$ROOT/fuzz" && cargo fuzz build --sanitizer none -O)
-for t in project convert pg_copy pg_value destinations api; do
+for t in project convert pg_copy pg_value source_values destinations api; do
   scratch="$(mktemp -d)"
   if ! (cd "$ROOT/fuzz" && cargo fuzz run --sanitizer none -O "$t" "$scratch" "corpus/$t" -- \
       -max_total_time=20 -rss_limit_mb=2048 -timeout=20 >"$scratch.log" 2>&1); then

@@ -346,7 +346,7 @@ fn decode(d: Decoder, b: &[u8]) -> std::result::Result<Value, String> {
             }
             let negative = rest[0] == 1;
             let days = le(&rest[1..5], 4)?;
-            let micros = if rest.len() >= 12 { le(&rest[8..12], 4)? as u32 } else { 0 };
+            let micros = if rest.len() >= 12 { fraction(le(&rest[8..12], 4)? as u32)? } else { 0 };
             Value::String(render::clock_fields(
                 negative,
                 days * 24 + u64::from(rest[5]),
@@ -358,11 +358,17 @@ fn decode(d: Decoder, b: &[u8]) -> std::result::Result<Value, String> {
     })
 }
 
+/// A fractional second in microseconds, as the server sent it: at most 999,999.
+fn fraction(micros: u32) -> std::result::Result<u32, String> {
+    if micros > 999_999 {
+        return Err(format!("a fractional second of {micros} microseconds (at most 999999)"));
+    }
+    Ok(micros)
+}
+
 /// Year, month, day, hour, minute, second, microsecond.
 type Fields = (i64, u32, u32, u32, u32, u32, u32);
 
-/// The binary protocol's DATE/DATETIME/TIMESTAMP: a length byte (0, 4, 7 or 11), then year
-/// (u16), month, day, hour, minute, second (u8 each) and microseconds (u32).
 /// Fuzzing entry (see `crate::fuzzing`): one binary-protocol value decoded as the decoder `tag` picks.
 #[doc(hidden)]
 pub(crate) fn fuzz_decode(tag: u8, b: &[u8]) -> Option<Value> {
@@ -390,6 +396,8 @@ pub(crate) fn fuzz_decode(tag: u8, b: &[u8]) -> Option<Value> {
     decode(all[usize::from(tag) % all.len()], b).ok()
 }
 
+/// The binary protocol's DATE/DATETIME/TIMESTAMP: a length byte (0, 4, 7 or 11), then year
+/// (u16), month, day, hour, minute, second (u8 each) and microseconds (u32).
 fn datetime_fields(b: &[u8]) -> std::result::Result<Fields, String> {
     let (len, rest) = b.split_first().ok_or("empty date value")?;
     let len = usize::from(*len);
@@ -399,7 +407,7 @@ fn datetime_fields(b: &[u8]) -> std::result::Result<Fields, String> {
     let at = |i: usize| if i < len { u32::from(rest[i]) } else { 0 };
     let year = if len >= 2 { i64::from(u16::from_le_bytes([rest[0], rest[1]])) } else { 0 };
     let micros = if len >= 11 { u32::from_le_bytes([rest[7], rest[8], rest[9], rest[10]]) } else { 0 };
-    Ok((year, at(2), at(3), at(4), at(5), at(6), micros))
+    Ok((year, at(2), at(3), at(4), at(5), at(6), fraction(micros)?))
 }
 
 #[cfg(test)]
@@ -419,5 +427,17 @@ mod tests {
         let t = [8u8, 1, 1, 0, 0, 0, 2, 3, 4];
         assert_eq!(decode(Decoder::Time, &t).unwrap(), Value::String("-26:03:04".into()));
         assert_eq!(decode(Decoder::Bit, &[0x01, 0x02]).unwrap(), Value::from(258));
+    }
+
+    #[test]
+    fn fractions_past_a_second_are_errors_not_panics() {
+        // Found by the source_values fuzz target: 1,000,000,000 microseconds.
+        let dt = [11u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0xca, 0x9a, 0x3b];
+        let err = decode(Decoder::DateTime, &dt).unwrap_err();
+        assert!(err.contains("1000000000 microseconds"), "{err}");
+        let t = [12u8, 0, 0, 0, 0, 0, 1, 2, 3, 0x40, 0x42, 0x0f, 0x00];
+        assert!(decode(Decoder::Time, &t).unwrap_err().contains("1000000 microseconds"));
+        let ok = [12u8, 0, 0, 0, 0, 0, 1, 2, 3, 0x3f, 0x42, 0x0f, 0x00];
+        assert_eq!(decode(Decoder::Time, &ok).unwrap(), Value::String("01:02:03.999999".into()));
     }
 }
