@@ -660,10 +660,9 @@ async fn postgres_state_store_unreachable_from_the_start() {
     assert!(msg.contains(&format!("127.0.0.1:{port}")), "and where it was looked for: {msg}");
     assert!(!msg.contains("pw-not-shown-7731"), "without the password: {msg}");
     assert!(msg.contains("cannot connect to the state store"), "says what failed: {msg}");
-    // Not asserted yet (src/store/postgres.rs, not this test's to change): the message says
-    // what to do (check that the server runs and the URL of --state / `state:` /
-    // SLUICEGATE_STATE), and it comes after the pool's 30 s acquire timeout with "pool timed
-    // out" rather than at once with the connection's own error ("connection refused").
+    assert!(msg.contains("check that the Postgres server runs") && msg.contains("SLUICEGATE_STATE"), "and what to do: {msg}");
+    assert!(msg.to_lowercase().contains("refused"), "with the connection's own error: {msg}");
+    assert!(t.elapsed() < Duration::from_secs(25), "at once, not after the pool's 30 s timeout: {:?}", t.elapsed());
 }
 
 impl PrivatePg {

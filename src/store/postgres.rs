@@ -34,6 +34,17 @@ impl PgStore {
             .map_err(|e| Error::store(format!("invalid Postgres state store URL {shown}")).with_source(e))?
             .application_name("sluicegate")
             .disable_statement_logging();
+        // One connection of our own first: a server that is down, unreachable or refuses us is
+        // reported at once with its own error, not after the pool's 30 s acquire timeout.
+        let probe = opts.connect().await.map_err(|e| {
+            Error::store(format!(
+                "cannot connect to the state store {shown}; check that the Postgres server runs and is reachable from \
+                 here, and the state store URL (--state, SLUICEGATE_STATE, the project's `state:`, or the Airflow \
+                 connection's `state` field)"
+            ))
+            .with_source(e)
+        })?;
+        let _ = sqlx::Connection::close(probe).await;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
